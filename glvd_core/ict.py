@@ -50,7 +50,7 @@ def find_ict_path(path: str | os.PathLike | None = None) -> Path:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ICTModel:
     """The ICT light model in metres.
 

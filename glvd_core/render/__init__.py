@@ -1,0 +1,1 @@
+"""Rendering: a numpy z-buffer rasteriser."""

@@ -1,0 +1,34 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def ict():
+    from glvd_core.ict import load_ict
+
+    try:
+        return load_ict()
+    except FileNotFoundError as e:  # the data directory is documented; CI has ../shared beside the repo
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def template():
+    from glvd_core import load_template
+
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    from glvd_core.data import make_dataset
+
+    out = tmp_path_factory.mktemp("data")
+    make_dataset(out, scenes=3, views=2, seed=7, size=128, workers=1, progress=False)
+    return out
