@@ -53,6 +53,67 @@ def _demo(a) -> int:
     return demo_reconstruct(out)
 
 
+def _train(a) -> int:
+    from .model.config import get_config
+    from .train.trainer import Trainer, TrainOptions
+
+    overrides = {}
+    for kv in a.set or []:
+        k, _, v = kv.partition("=")
+        overrides[k] = type(getattr(get_config(a.config), k))(v) if hasattr(get_config(a.config), k) else v
+    cfg = get_config(a.config, **overrides)
+    opts = TrainOptions(ckpt_every=a.ckpt_every, max_scenes=a.max_scenes, device=a.device, threads=a.threads,
+                        stop_after=a.stop_after, progress=not a.quiet)
+    path = Trainer(cfg, a.data, a.out, opts, resume=a.resume).run()
+    print(f"\n{path}")
+    return 0
+
+
+def _reconstruct(a) -> int:
+    import json
+    from pathlib import Path
+
+    from .cameras import load_cameras
+    from .io import atomic_write_bytes, load_image, load_mask
+    from .reconstruct import Reconstructor
+
+    images = [load_image(p) for p in a.images]
+    masks = None
+    if a.masks:
+        if len(a.masks) != len(images):
+            raise ValueError(f"{len(a.masks)} masks for {len(images)} images")
+        masks = [load_mask(m, im.shape[:2]) for m, im in zip(a.masks, images)]
+    cams = None
+    if a.cameras:
+        cams, _ = load_cameras(a.cameras)
+        if len(cams) != len(images):
+            raise ValueError(f"{a.cameras}: {len(cams)} views for {len(images)} images")
+    rec = Reconstructor.from_pretrained(a.weights, device=a.device)
+    r = rec.reconstruct(images, masks, cams, iterations=a.iterations, clip=a.clip, seed=a.seed, fov_deg=a.fov)
+    r.save_obj(a.output)
+    if a.trajectory:
+        r.save_trajectory(a.trajectory)
+    if a.json:
+        atomic_write_bytes(a.json, json.dumps(r.summary(), indent=1).encode())
+    print(f"wrote {Path(a.output)}: {r.vertices.shape[1]} vertices, {len(r.faces)} triangles, frame {r.frame}, "
+          f"{r.timings['total']:.2f} s on {rec.device}")
+    return 0
+
+
+def _evaluate(a) -> int:
+    from .evaluate import evaluate, format_table, save_json
+    from .reconstruct import Reconstructor
+
+    models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device)}
+    if a.lvd_weights:
+        models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
+    table = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap)
+    print(format_table(table, a.views, note="; oracle 2D landmarks (projected GT)"))
+    if a.json:
+        save_json(a.json, dict(views=a.views, data=str(a.data), table=table))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m glvd_core", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -65,6 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--ict", default=None, help="ICT-FaceKit npz (default: GLVD_ICT_PATH or ../shared)")
     p.set_defaults(func=_make_data)
+    p = sub.add_parser("train", help="train a GLVD model (stages: sdf, kp, vertex; resumable)")
+    p.add_argument("--config", default="lite", help="paper | lite | tiny")
+    p.add_argument("--data", required=True, nargs="+", help="dataset directories (glvd-dataset/1)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override config fields (e.g. encoding=none)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--max-scenes", type=int, default=0)
+    p.add_argument("--stop-after", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("reconstruct", help="reconstruct a face mesh (OBJ) from photos")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--output", required=True, help="OBJ path (metres)")
+    p.add_argument("--masks", nargs="*")
+    p.add_argument("--cameras", help="cameras.json (OpenCV convention); output then in its world frame")
+    p.add_argument("--fov", type=float, default=None, help="field of view (deg) of a single photo; default 40")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--clip", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--weights", default=None, help="model file (default: the bundled model)")
+    p.add_argument("--trajectory", help="write every step to this .npz")
+    p.add_argument("--json", help="write a summary (cameras, timings) to this .json")
+    p.set_defaults(func=_reconstruct)
+    p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template")
+    p.add_argument("--data", required=True)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--lvd-weights", default=None, help="a model trained with --set encoding=none")
+    p.add_argument("--views", type=int, default=1, choices=[1, 3])
+    p.add_argument("--max-scenes", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_evaluate)
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=123)
@@ -81,6 +179,9 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.func(a)
-    except (FileNotFoundError, ValueError, IOError) as e:
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, FileExistsError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,211 @@
+"""Evaluation: unidirectional Chamfer distance (GT face region -> prediction), in millimetres.
+
+GT points are sampled uniformly (by area, fixed seed) on the GT template mesh restricted to the
+ICT narrow-face region without the eye/mouth caps; each point's distance to the predicted mesh
+is exact point-to-triangle. "aligned" first maps the prediction onto the GT with the
+similarity (scale, rotation, translation) that best fits corresponding template vertices of
+that region (Umeyama) — a single photo fixes shape, not scale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .template import Template
+
+
+def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Closest points (..., 3) on triangles (a, b, c) to points p (Ericson, vectorised)."""
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    denom = 1.0 / np.where(np.abs(va + vb + vc) < 1e-30, 1e-30, va + vb + vc)
+    v = vb * denom
+    w = vc * denom
+    out = a + ab * v[..., None] + ac * w[..., None]  # inside the face region
+    # edge regions
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_ab = d1 / (d1 - d3)
+        t_ac = d2 / (d2 - d6)
+        t_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+    m_bc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
+    out = np.where(m_bc[..., None], b + (c - b) * np.nan_to_num(t_bc)[..., None], out)
+    m_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
+    out = np.where(m_ac[..., None], a + ac * np.nan_to_num(t_ac)[..., None], out)
+    m_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
+    out = np.where(m_ab[..., None], a + ab * np.nan_to_num(t_ab)[..., None], out)
+    # vertex regions
+    out = np.where(((d6 >= 0) & (d5 <= d6))[..., None], c, out)
+    out = np.where(((d3 >= 0) & (d4 <= d3))[..., None], b, out)
+    out = np.where(((d1 <= 0) & (d2 <= 0))[..., None], a, out)
+    return out
+
+
+def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16) -> np.ndarray:
+    """Exact distance (P,) from each point to a triangle mesh (candidates: k nearest centroids)."""
+    v = np.asarray(vertices, np.float64)
+    cent = v[faces].mean(1)
+    _, cand = cKDTree(cent).query(points, k=min(k, len(faces)))
+    tri = faces[cand]
+    q = closest_point_on_triangles(points[:, None, :], v[tri[..., 0]], v[tri[..., 1]], v[tri[..., 2]])
+    return np.linalg.norm(q - points[:, None, :], axis=-1).min(1)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True):
+    """Similarity (s, R, t) minimising |s R src + t - dst|^2 over corresponding points."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    U, S, Vt = np.linalg.svd(xd.T @ xs / len(src))
+    D = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        D[2, 2] = -1
+    R = U @ D @ Vt
+    s = (S * np.diag(D)).sum() / (xs ** 2).sum(1).mean() if scale else 1.0
+    return s, R, mu_d - s * R @ mu_s
+
+
+@dataclass
+class FaceRegion:
+    faces: np.ndarray        # triangles fully inside the region
+    vertex_mask: np.ndarray  # (N,) bool
+
+    @staticmethod
+    def of(template: Template) -> "FaceRegion":
+        m = template.narrow_face_mask
+        return FaceRegion(template.faces[m[template.faces].all(1)], m)
+
+    def sample(self, vertices: np.ndarray, n: int = 20000, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        v = np.asarray(vertices, np.float64)
+        a, b, c = v[self.faces[:, 0]], v[self.faces[:, 1]], v[self.faces[:, 2]]
+        area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+        t = rng.choice(len(area), n, p=area / area.sum())
+        r1, r2 = rng.random(n), rng.random(n)
+        f = r1 + r2 > 1
+        r1[f], r2[f] = 1 - r1[f], 1 - r2[f]
+        return a[t] + (b[t] - a[t]) * r1[:, None] + (c[t] - a[t]) * r2[:, None]
+
+
+def chamfer_mm(gt_vertices: np.ndarray, pred_vertices: np.ndarray, template: Template, align: bool,
+               n_points: int = 20000) -> tuple[float, np.ndarray]:
+    """Unidirectional Chamfer GT region -> prediction (mm) and per-vertex error (N,) in mm
+    (after the same alignment)."""
+    reg = FaceRegion.of(template)
+    pred = np.asarray(pred_vertices, np.float64)
+    gt = np.asarray(gt_vertices, np.float64)
+    if align:
+        s, R, t = umeyama(pred[reg.vertex_mask], gt[reg.vertex_mask])
+        pred = s * pred @ R.T + t
+    pts = reg.sample(gt, n_points)
+    d = point_to_mesh(pts, pred, template.faces)
+    return float(d.mean() * 1000), np.linalg.norm(pred - gt, axis=1) * 1000
+
+
+def error_heatmap_png(path, template: Template, per_vertex_mm: np.ndarray, vmax_mm: float = 5.0, size: int = 512):
+    """Frontal render of the template coloured by per-vertex error (0 .. vmax mm, turbo map)."""
+    import cv2
+
+    from .render.raster import rasterize
+
+    v = template.vertices_m.astype(np.float64) @ np.diag([1.0, -1.0, -1.0]).T
+    v = v - v.mean(0) + [0, 0, 0.6]
+    f = 0.5 * size / np.tan(np.radians(14))
+    K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]])
+    r = rasterize(v, template.faces, K, size, size)
+    cov = r.coverage
+    val = (per_vertex_mm[template.faces[r.tri[cov]]] * r.bary[cov]).sum(1)
+    img = np.full((size, size, 3), 255, np.uint8)
+    lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_TURBO)[:, 0, ::-1]
+    img[cov] = lut[np.clip(val / vmax_mm * 255, 0, 255).astype(int)]
+    bar = np.linspace(0, 255, size - 40).astype(int)
+    img[-24:-8, 20:size - 20] = lut[bar][None]
+    cv2.putText(img, "0 mm", (20, size - 28), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(img, f"{vmax_mm:g} mm", (size - 80, size - 28), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img[..., ::-1])
+
+
+def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
+             heatmap: str | None = None, log=print) -> dict:
+    """Run each model (name -> Reconstructor) and the mean template on a dataset's scenes.
+
+    GT and predictions are compared in the frame the reconstruction returns: view 0's camera
+    frame for one view (GT moved there), the dataset's world frame for several views.
+    2D landmarks for the keypoint heatmaps: the projected GT landmarks (until a detector is
+    wired in, these are 'oracle' landmarks — the table says so)."""
+    from .data import GLVDDataset
+    from .model.frame import make_frame
+
+    ds = GLVDDataset(data)
+    from . import load_template
+
+    tpl = template or load_template()
+    n = min(len(ds), max_scenes) if max_scenes else len(ds)
+    rows = {name: dict(raw=[], aligned=[], seconds=[]) for name in list(models) + ["mean template"]}
+    per_vertex = {name: [] for name in rows}
+    for i in range(n):
+        s = ds[i]
+        if len(s.images) < views:
+            raise ValueError(f"{s.path}: {len(s.images)} views, {views} requested")
+        imgs, masks, cams = s.images[:views], s.masks[:views], s.cameras[:views]
+        lms = [c.project(s.vertices_m[tpl.landmarks68]) for c in cams]
+        gt = s.vertices_m if views > 1 else cams[0].world_to_camera(s.vertices_m)
+        for name, rec in models.items():
+            r = rec.reconstruct(imgs, masks, cameras=cams if views > 1 else None, landmarks=lms,
+                                fov_deg=None if views > 1 else cams[0].fov_deg)
+            pred = r.final_vertices
+            raw, _ = chamfer_mm(gt, pred, tpl, align=False)
+            al, pv = chamfer_mm(gt, pred, tpl, align=True)
+            rows[name]["raw"].append(raw)
+            rows[name]["aligned"].append(al)
+            rows[name]["seconds"].append(r.timings["total"])
+            per_vertex[name].append(pv)
+        # mean template: where the descent starts
+        any_rec = next(iter(models.values()))
+        cfg = any_rec.cfg
+        from .reconstruct import prepare_view
+
+        pv_cams = [prepare_view(im, None, c, None, cfg.image_size).camera for im, c in zip(imgs, cams)]
+        fr = make_frame(pv_cams, cfg.frame_scale_m, cfg.head_extent_m, cfg.nominal_fill)
+        init = any_rec.model.vertex_init.cpu().numpy().astype(np.float64)
+        mt = fr.to_world_m(init) if views > 1 else fr.to_camera0_m(init)
+        raw, _ = chamfer_mm(gt, mt, tpl, align=False)
+        al, pv = chamfer_mm(gt, mt, tpl, align=True)
+        rows["mean template"]["raw"].append(raw)
+        rows["mean template"]["aligned"].append(al)
+        rows["mean template"]["seconds"].append(0.0)
+        per_vertex["mean template"].append(pv)
+        log(f"\rscene {i + 1}/{n}", end="")
+    log("")
+    table = {name: dict(chamfer_mm=float(np.mean(r["raw"])), chamfer_aligned_mm=float(np.mean(r["aligned"])),
+                        chamfer_aligned_median_mm=float(np.median(r["aligned"])),
+                        seconds_per_face=float(np.mean(r["seconds"])), scenes=len(r["raw"]))
+             for name, r in rows.items()}
+    if heatmap:
+        first = next(iter(models))
+        error_heatmap_png(heatmap, tpl, np.mean(per_vertex[first], 0))
+    return table
+
+
+def format_table(table: dict, views: int, note: str = "") -> str:
+    lines = [f"Unidirectional Chamfer, GT narrow face -> prediction (mm), {views} view(s){note}",
+             f"{'method':<22}{'raw':>9}{'aligned':>10}{'median':>9}{'s/face':>9}{'scenes':>8}"]
+    for name, r in table.items():
+        lines.append(f"{name:<22}{r['chamfer_mm']:>9.3f}{r['chamfer_aligned_mm']:>10.3f}"
+                     f"{r['chamfer_aligned_median_mm']:>9.3f}{r['seconds_per_face']:>9.3f}{r['scenes']:>8d}")
+    return "\n".join(lines)
+
+
+def save_json(path, obj):
+    from .io import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())

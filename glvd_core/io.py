@@ -1,0 +1,77 @@
+"""File input/output with clear errors and atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad user input (a file that cannot be used); the message names the file and the problem."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB (EXIF orientation applied; gray/RGBA/16-bit converted)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an image")
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise InputError(f"{p}: not a readable image (truncated, empty or unsupported format)")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask as (H, W) uint8 (0..255); ``shape`` (H, W) must match when given."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: mask file not found")
+    m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        raise InputError(f"{p}: not a readable mask image")
+    if shape is not None and m.shape != tuple(shape):
+        raise InputError(f"{p}: mask is {m.shape[1]}x{m.shape[0]} but the photo is {shape[1]}x{shape[0]}")
+    return m
+
+
+def obj_text(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None, header: str = "") -> str:
+    """Wavefront OBJ (1-based indices) with optional per-vertex UVs."""
+    lines = [f"# {h}" for h in header.splitlines()] if header else []
+    lines += [f"v {x:.7f} {y:.7f} {z:.7f}" for x, y, z in np.asarray(vertices, np.float64)]
+    f = np.asarray(faces) + 1
+    if uvs is not None:
+        lines += [f"vt {u:.6f} {v:.6f}" for u, v in np.asarray(uvs, np.float64)]
+        lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in f]
+    else:
+        lines += [f"f {a} {b} {c}" for a, b, c in f]
+    return "\n".join(lines) + "\n"
+
+
+def write_obj(path: str | Path, vertices, faces, uvs=None, header: str = "") -> None:
+    atomic_write_bytes(path, obj_text(vertices, faces, uvs, header).encode())
+
+
+def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Minimal OBJ reader (vertices, triangle faces) for tests and evaluation."""
+    v, f = [], []
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("v "):
+            v.append([float(x) for x in line.split()[1:4]])
+        elif line.startswith("f "):
+            f.append([int(x.split("/")[0]) - 1 for x in line.split()[1:4]])
+    return np.array(v), np.array(f)

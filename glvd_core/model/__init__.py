@@ -1,0 +1,1 @@
+"""GLVD networks and their configs."""

@@ -1,0 +1,99 @@
+"""One dataclass config per model / training run, documented field by field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass
+class GLVDConfig:
+    """Architecture, descent and training settings of a GLVD model.
+
+    Geometry lives in a *normalised frame*: camera-0 axes (OpenCV: x right, y down, z forward),
+    centred on the head, 1 unit = ``frame_scale_m`` metres, so the face fits the cube [-1, 1]^3.
+    """
+
+    name: str = "paper"
+    # -- input ---------------------------------------------------------------------------
+    image_size: int = 256            # network input side (pixels); RGB + mask
+    # -- f_v: stacked hourglass (GroupNorm) ---------------------------------------------------
+    fv_stacks: int = 4               # hourglass stacks
+    fv_width: int = 256              # channels inside each hourglass
+    fv_out: int = 64                 # channels of each stack's output map (64x64 for 256 input)
+    hg_depth: int = 4                # down-sampling levels per hourglass
+    groups: int = 32                 # GroupNorm groups
+    # -- f_s: single-stack hourglass over [image, mask, stack-1 features, heatmaps] ----------
+    fs_width: int = 256
+    fs_out: int = 256                # F_k dimension
+    heatmap_channels: int = 68       # 2D landmark heatmaps (Multi-PIE 68 layout)
+    heatmap_sigma_px: float = 1.5    # Gaussian sigma at feature resolution
+    # -- MLPs ------------------------------------------------------------------------------
+    hidden_v: int = 512              # g_v hidden width (3 layers, ReLU, weight norm)
+    hidden_k: int = 512              # g_k hidden width
+    num_keypoints: int = 18          # K: 5, 9, 18 or 68 (template keypoint subsets)
+    # -- ablation switches ---------------------------------------------------------------
+    encoding: str = "relative"       # "relative" (P = k - v), "distance" (|k - v|), "none" (LVD)
+    update: str = "parallel"         # "parallel" (both from the same state) or "sequential"
+    # -- descent / normalisation ----------------------------------------------------------
+    frame_scale_m: float = 0.16      # metres per normalised unit
+    head_extent_m: float = 0.36      # nominal head height framed by a crop (as the data engine)
+    nominal_fill: float = 0.925      # nominal head height / crop height
+    clip: float = 0.1                # displacement clip, normalised units (train and default test)
+    iterations: int = 10             # default descent steps
+    kp_init_extent: float = 0.5      # keypoints start uniformly in [-e, e]^3
+    # -- training ----------------------------------------------------------------------
+    queries_per_scene: int = 1400    # hybrid query points per scene
+    targets_per_query: int = 0       # vertex targets per query (0 = all 7225; a random subset otherwise)
+    kp_noise_sigma: float = 0.02     # GT keypoint noise (normalised units); 3 sigma along camera depth
+    feature_dropout: float = 0.1     # binary dropout on F_v
+    landmark_noise_px: float = 2.0   # noise on projected GT landmarks (input pixels) for heatmaps
+    lambda_dir: float = 0.5          # Eq. 3 directional term
+    lambda_mag: float = 0.5          # Eq. 3 magnitude term
+    batch_size: int = 4
+    multiview_prob: float = 0.3      # fraction of training steps with 3 views (world frame) instead of 1
+    lr: float = 1e-3
+    sdf_steps: int = 2000            # stage 1: SDF pretraining of f_v
+    kp_steps: int = 4000             # stage 2: keypoint branch
+    vertex_steps: int = 10000        # stage 3: vertex branch
+    decay_start: float = 0.2         # fraction of a stage's steps before linear LR decay
+    mirror: bool = True              # mirror symmetrisation (doubles the data)
+    augment: bool = True             # colour, blur, zoom/jitter augmentation
+    seed: int = 0
+
+    @property
+    def feature_size(self) -> int:
+        return self.image_size // 4
+
+    @property
+    def fv_dim(self) -> int:
+        return self.fv_stacks * self.fv_out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "GLVDConfig":
+        known = {f.name for f in fields(GLVDConfig)}
+        return GLVDConfig(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS = {
+    # The paper's sizes: 256^2 input, 4 stacks, hidden 512, K = 18.
+    "paper": GLVDConfig(),
+    # Small enough to train usefully on 2 CPU cores in a couple of hours.
+    "lite": GLVDConfig(name="lite", image_size=128, fv_stacks=2, fv_width=64, fv_out=32, hg_depth=3, groups=8,
+                       fs_width=64, fs_out=64, hidden_v=256, hidden_k=128, queries_per_scene=600,
+                       targets_per_query=192, batch_size=4, sdf_steps=300, kp_steps=1200, vertex_steps=3000,
+                       heatmap_sigma_px=1.0, landmark_noise_px=1.5),
+    # For tests: seconds per step on a CPU.
+    "tiny": GLVDConfig(name="tiny", image_size=64, fv_stacks=1, fv_width=16, fv_out=8, hg_depth=2, groups=4,
+                       fs_width=16, fs_out=16, hidden_v=64, hidden_k=32, queries_per_scene=128,
+                       targets_per_query=64, batch_size=2, sdf_steps=20, kp_steps=20, vertex_steps=40,
+                       heatmap_sigma_px=1.0, landmark_noise_px=1.0),
+}
+
+
+def get_config(name: str, **overrides) -> GLVDConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

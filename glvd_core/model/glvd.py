@@ -1,0 +1,112 @@
+"""The GLVD model: encoders, per-point MLP evaluation and one descent step.
+
+Tensor shapes: B scenes, V views, P points, K keypoints, N template vertices, S input size,
+h = S / 4 feature size. Points are in the normalised frame (see :mod:`.frame`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..template import Template
+from .config import GLVDConfig
+from .frame import R_ICT_TO_CAM, project_grid
+from .networks import GLVDNet, sample_maps
+
+
+@dataclass
+class Features:
+    fv: list            # f_v stack maps, each (B*V, C, h, w)
+    fk: torch.Tensor    # f_s map (B*V, fs_out, h, w)
+    B: int
+    V: int
+
+
+def landmark_heatmaps(points_px: torch.Tensor, valid: torch.Tensor, size: int, feat: int, sigma: float) -> torch.Tensor:
+    """(B, V, L, 2) input-image pixel positions, (B, V, L) validity -> (B, V, L, feat, feat) Gaussians."""
+    u = (points_px + 0.5) * (feat / size) - 0.5
+    ax = torch.arange(feat, dtype=points_px.dtype, device=points_px.device)
+    gx = torch.exp(-0.5 * ((ax - u[..., 0:1]) / sigma) ** 2)
+    gy = torch.exp(-0.5 * ((ax - u[..., 1:2]) / sigma) ** 2)
+    return gy.unsqueeze(-1) * gx.unsqueeze(-2) * valid[..., None, None].to(points_px.dtype)
+
+
+class GLVD(nn.Module):
+    def __init__(self, cfg: GLVDConfig, template: Template):
+        super().__init__()
+        self.cfg = cfg
+        self.net = GLVDNet(cfg, template.num_vertices)
+        kp = template.keypoint_indices(cfg.num_keypoints)
+        init = (template.vertices_m - template.vertices_m.mean(0)) @ R_ICT_TO_CAM.T / cfg.frame_scale_m
+        self.register_buffer("kp_index", torch.as_tensor(kp, dtype=torch.long), persistent=False)
+        self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
+        self.template_sha256 = template.sha256
+
+    # -- encoders ----------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor, masks: torch.Tensor, heatmaps: torch.Tensor) -> Features:
+        """images (B, V, 3, S, S) in [0, 1], masks (B, V, 1, S, S) in [0, 1], heatmaps (B, V, L, h, w)."""
+        B, V = images.shape[:2]
+        x = torch.cat([images, masks], 2).flatten(0, 1)
+        fv = self.net.f_v(x)
+        small = F.avg_pool2d(x, 4)
+        fk = self.net.f_s(small, fv[0].detach(), heatmaps.flatten(0, 1))
+        return Features(fv, fk, B, V)
+
+    def encode_vertex_only(self, images, masks) -> list:
+        return self.net.f_v(torch.cat([images, masks], 2).flatten(0, 1))
+
+    # -- per-point hidden states (mean over views after layer 2) ------------------------------
+    def _grid(self, feats_B, feats_V, points, A, b, K):
+        g = project_grid(points, A, b, K, self.cfg.image_size)  # (B, V, P, 2)
+        return g.flatten(0, 1)
+
+    def vertex_hidden(self, fv: list, B: int, V: int, points, keypoints, A, b, K, dropout_mask=None):
+        grid = self._grid(B, V, points, A, b, K)
+        f = sample_maps(fv, grid).unflatten(0, (B, V))  # (B, V, P, C)
+        if dropout_mask is not None:
+            f = f * dropout_mask
+        enc = self.net.encoding(points, keypoints)
+        P = points.shape[1]
+        inp = torch.cat([points.unsqueeze(1).expand(B, V, P, 3), f, enc.unsqueeze(1).expand(B, V, P, enc.shape[-1])], -1)
+        return self.net.g_v.hidden(inp).mean(1)
+
+    def keypoint_hidden(self, fk: torch.Tensor, B: int, V: int, points, A, b, K):
+        grid = self._grid(B, V, points, A, b, K)
+        f = sample_maps([fk], grid).unflatten(0, (B, V))
+        P = points.shape[1]
+        inp = torch.cat([points.unsqueeze(1).expand(B, V, P, 3), f], -1)
+        return self.net.g_k.hidden(inp).mean(1)
+
+    def sdf(self, fv: list, B: int, V: int, points, A, b, K):
+        grid = self._grid(B, V, points, A, b, K)
+        f = sample_maps(fv, grid).unflatten(0, (B, V)).mean(1)
+        return self.net.sdf(torch.cat([points, f], -1))
+
+    # -- one descent step (diagonal evaluation) -------------------------------------------------
+    def step(self, feats: Features, vertices, keypoints, A, b, K, clip: float):
+        """One update of keypoints (B, K, 3) and vertices (B, N, 3) -> (new_vertices, new_keypoints)."""
+        B, V = feats.B, feats.V
+        kidx = torch.arange(keypoints.shape[1], device=keypoints.device).expand(B, -1)
+        dk = self.net.g_k.head(self.keypoint_hidden(feats.fk, B, V, keypoints, A, b, K), kidx)
+        dk = clip_norm(dk, clip)
+        k_new = keypoints + dk
+        k_for_v = k_new if self.cfg.update == "sequential" else keypoints
+        vidx = torch.arange(vertices.shape[1], device=vertices.device).expand(B, -1)
+        dv = self.net.g_v.head(self.vertex_hidden(feats.fv, B, V, vertices, k_for_v, A, b, K), vidx)
+        dv = clip_norm(dv, clip)
+        return vertices + dv, k_new
+
+
+def clip_norm(d: torch.Tensor, c: float) -> torch.Tensor:
+    """Scale each 3-vector to length at most c."""
+    n = d.norm(dim=-1, keepdim=True)
+    return d * torch.clamp(c / n.clamp_min(1e-12), max=1.0)
+
+
+def as_tensor(x, device, dtype=torch.float32):
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)

@@ -1,0 +1,322 @@
+"""Inference: ``Reconstructor`` runs the guided learned vertex descent on one or more photos.
+
+Output frames (metres):
+- no cameras given (one photo): the photo's camera frame, OpenCV axes (x right, y down,
+  z forward), camera at the origin, default field of view ``DEFAULT_FOV_DEG`` across the longer
+  image side unless ``fov_deg`` is given. A single photo fixes shape and pose, not absolute
+  scale: the head is placed at the depth at which an average head fills the crop.
+- cameras given: the world frame of those cameras.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .cameras import Camera, CameraError
+from .io import InputError, write_obj
+from .model.config import GLVDConfig, get_config
+from .model.frame import Frame, make_frame
+from .model.glvd import GLVD, landmark_heatmaps
+from .template import Template, load_template
+from .train.trainer import load_checkpoint, resolve_device
+
+DEFAULT_FOV_DEG = 40.0
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
+RUNAWAY_LIMIT = 8.0  # normalised units (~1.3 m): a vertex beyond this means the descent diverged
+
+
+class Cancelled(Exception):
+    """The progress callback asked to stop (returned False)."""
+
+
+class DescentError(RuntimeError):
+    """The descent produced non-finite or runaway positions; nothing was returned."""
+
+
+@dataclass
+class Reconstruction:
+    """Result of a reconstruction; every descent step is kept.
+
+    Attributes:
+        vertices: (T+1, 7225, 3) float32 metres, step 0 = the starting template.
+        keypoints: (T+1, K, 3) float32 metres.
+        faces: (14342, 3) int32; uvs: (7225, 2).
+        keypoint_indices: (K,) template vertex ids of the keypoints.
+        cameras: the input photos' cameras in the output frame (original image pixels).
+        frame: "camera" (view 0's camera frame, OpenCV axes) or "world" (the given cameras').
+        timings: seconds: "prepare", "encode", "descent", "total", "steps" (list).
+    """
+
+    vertices: np.ndarray
+    keypoints: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    keypoint_indices: np.ndarray
+    cameras: list
+    frame: str
+    timings: dict
+    info: dict = field(default_factory=dict)
+
+    @property
+    def final_vertices(self) -> np.ndarray:
+        return self.vertices[-1]
+
+    @property
+    def iterations(self) -> int:
+        return len(self.vertices) - 1
+
+    def save_obj(self, path, step: int = -1) -> None:
+        write_obj(path, self.vertices[step], self.faces, self.uvs,
+                  header=f"GLVD reconstruction, step {step % len(self.vertices)} of {self.iterations}, "
+                         f"metres, frame: {self.frame} (OpenCV axes)")
+
+    def save_trajectory(self, path) -> None:
+        from .data.dataset import save_npz_deterministic
+
+        save_npz_deterministic(path, vertices=self.vertices, keypoints=self.keypoints, faces=self.faces,
+                               keypoint_indices=self.keypoint_indices)
+
+    def summary(self) -> dict:
+        return dict(frame=self.frame, iterations=self.iterations, vertices=int(self.vertices.shape[1]),
+                    faces=int(len(self.faces)), cameras=[c.to_dict() for c in self.cameras],
+                    timings=self.timings, **self.info)
+
+
+@dataclass
+class PreparedView:
+    image: np.ndarray   # (S, S, 3) uint8 network input
+    mask: np.ndarray    # (S, S) uint8
+    camera: Camera      # camera of the network input
+    landmarks: np.ndarray | None  # (68, 2) network-input pixels or None
+
+
+def _as_rgb(img, where) -> np.ndarray:
+    a = np.asarray(img)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, 2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 1:
+        raise InputError(f"{where}: expected an (H, W, 3) image, got shape {a.shape}")
+    a = a[..., :3]
+    if a.dtype == np.uint16:
+        a = (a // 257).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a * (255 if a.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+    return a
+
+
+def prepare_view(image: np.ndarray, mask: np.ndarray | None, camera: Camera, landmarks: np.ndarray | None,
+                 size: int, where: str = "image") -> PreparedView:
+    """Square network input: pad the photo to a square around its centre, resize to ``size``;
+    the camera follows exactly (crop = an intrinsics change)."""
+    H, W = image.shape[:2]
+    if (camera.width, camera.height) != (W, H):
+        raise CameraError(f"{where}: camera is {camera.width}x{camera.height} but the image is {W}x{H}")
+    side = max(H, W)
+    x0, y0 = (W - side) / 2, (H - side) / 2
+    scale = size / side
+    M = np.array([[scale, 0, -scale * x0 + 0.5 * (scale - 1)], [0, scale, -scale * y0 + 0.5 * (scale - 1)]])
+    img = cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    if mask is None:
+        m = np.zeros((H, W), np.uint8) + 255
+    else:
+        m = mask
+    m = cv2.warpAffine(m, M, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    lm = None if landmarks is None else np.asarray(landmarks, np.float64) @ M[:, :2].T + M[:, 2]
+    return PreparedView(img, m, camera.crop_resize(x0, y0, scale, size, size), lm)
+
+
+class Reconstructor:
+    """Holds a GLVD model on a device; ``reconstruct`` turns photos into a template mesh."""
+
+    def __init__(self, model: GLVD, template: Template, device: torch.device, source: str = ""):
+        self.model = model.eval().to(device)
+        self.template = template
+        self.device = device
+        self.source = source
+        self.cfg: GLVDConfig = model.cfg
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto") -> "Reconstructor":
+        """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda)."""
+        dev = resolve_device(device)
+        p = Path(path) if path is not None else DEFAULT_MODEL
+        if path is None and not p.is_file():
+            raise FileNotFoundError(f"no bundled model at {p}; train one (python -m glvd_core train) and pass --weights")
+        ck = load_checkpoint(p)
+        tpl = load_template()
+        if ck.get("template_sha256") != tpl.sha256:
+            raise ValueError(f"{p}: made for another template (sha256 {str(ck.get('template_sha256'))[:12]}…, "
+                             f"this one is {tpl.sha256[:12]}…)")
+        cfg = GLVDConfig.from_dict(ck["config"])
+        model = GLVD(cfg, tpl)
+        state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck["model"].items()}
+        try:
+            model.net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{p}: weights do not match its config ({str(e).splitlines()[0]})") from None
+        return cls(model, tpl, dev, source=str(p))
+
+    @classmethod
+    def untrained(cls, config: str | GLVDConfig = "lite", device: str = "auto", seed: int = 0) -> "Reconstructor":
+        """A randomly initialised model (for tests and the pipeline demo; results are meaningless)."""
+        cfg = get_config(config) if isinstance(config, str) else config
+        torch.manual_seed(seed)
+        tpl = load_template()
+        return cls(GLVD(cfg, tpl), tpl, resolve_device(device), source=f"untrained:{cfg.name}")
+
+    # -- inference -----------------------------------------------------------------------
+    def prepare(self, images, masks=None, cameras=None, landmarks=None, fov_deg=None):
+        if images is None or len(images) == 0:
+            raise InputError("no images given")
+        V = len(images)
+        if masks is not None and len(masks) != V:
+            raise InputError(f"{len(masks)} masks for {V} images")
+        if cameras is not None and len(cameras) != V:
+            raise CameraError(f"{len(cameras)} cameras for {V} images")
+        if landmarks is not None and len(landmarks) != V:
+            raise InputError(f"{len(landmarks)} landmark sets for {V} images")
+        if cameras is None and V > 1:
+            raise CameraError("several photos need cameras (cameras.json) — or one photo at a time")
+        views = []
+        for i in range(V):
+            img = _as_rgb(images[i], f"image {i}")
+            H, W = img.shape[:2]
+            m = None
+            if masks is not None and masks[i] is not None:
+                m = np.asarray(masks[i])
+                if m.ndim == 3:
+                    m = m[..., 0]
+                if m.shape != (H, W):
+                    raise InputError(f"mask {i} is {m.shape[1]}x{m.shape[0]} but image {i} is {W}x{H}")
+                m = (m > (127 if m.max() > 1 else 0)).astype(np.uint8) * 255
+            cam = cameras[i] if cameras is not None else Camera.from_fov(W, H, fov_deg or DEFAULT_FOV_DEG)
+            views.append(prepare_view(img, m, cam, None if landmarks is None else landmarks[i],
+                                      self.cfg.image_size, where=f"image {i}"))
+        return views
+
+    @torch.inference_mode()
+    def reconstruct(self, images, masks=None, cameras=None, iterations: int = 10, clip: float | None = None,
+                    seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None) -> Reconstruction:
+        """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
+
+        Args:
+            masks: optional head masks (H, W) per image (255 = head).
+            cameras: optional list of :class:`Camera` (original image pixels, metres) — needed for
+                several images; the result is then in their world frame.
+            iterations: descent steps T (the result keeps T + 1 shapes).
+            clip: displacement clip per step (normalised units; default the model's, 0.1).
+            seed: seeds the keypoints' uniform start; the result is deterministic for a seed.
+            callback: ``callback(step, vertices_m, keypoints_m)`` after each step; returning False
+                raises :class:`Cancelled`, an exception it raises propagates. Nothing is kept.
+            landmarks: optional (68, 2) 2D landmarks per image (original pixels) for the
+                keypoint heatmaps; none -> empty heatmaps.
+            fov_deg: field of view of a single uncalibrated photo (default 40 deg).
+        """
+        if iterations < 0:
+            raise ValueError("iterations must be >= 0")
+        clip = self.cfg.clip if clip is None else float(clip)
+        if not clip > 0:
+            raise ValueError("clip must be > 0")
+        t0 = time.perf_counter()
+        views = self.prepare(images, masks, cameras, landmarks, fov_deg)
+        frame = make_frame([v.camera for v in views], self.cfg.frame_scale_m, self.cfg.head_extent_m,
+                           self.cfg.nominal_fill)
+        dev, cfg = self.device, self.cfg
+        f32 = torch.float32
+        img = torch.as_tensor(np.stack([v.image for v in views]), device=dev).permute(0, 3, 1, 2)[None].to(f32) / 255
+        msk = torch.as_tensor(np.stack([v.mask for v in views]), device=dev)[None, :, None].to(f32) / 255
+        if all(v.landmarks is not None for v in views):
+            lm = torch.as_tensor(np.stack([v.landmarks for v in views]), dtype=f32, device=dev)[None]
+            ok = torch.ones(lm.shape[:3], dtype=torch.bool, device=dev)
+        else:
+            lm = torch.zeros(1, len(views), cfg.heatmap_channels, 2, device=dev)
+            ok = torch.zeros(1, len(views), cfg.heatmap_channels, dtype=torch.bool, device=dev)
+        A = torch.as_tensor(frame.A, dtype=f32, device=dev)[None]
+        b = torch.as_tensor(frame.b, dtype=f32, device=dev)[None]
+        K = torch.as_tensor(frame.K, dtype=f32, device=dev)[None]
+        self._sync()
+        t1 = time.perf_counter()
+        hm = landmark_heatmaps(lm, ok, cfg.image_size, cfg.feature_size, cfg.heatmap_sigma_px)
+        feats = self.model.encode(img, msk, hm)
+        self._sync()
+        t2 = time.perf_counter()
+        g = torch.Generator().manual_seed(int(seed))
+        k = ((torch.rand(1, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
+        v = self.model.vertex_init[None].clone()
+        out = self._output_map(frame, cameras is not None)
+        traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
+        self.model.net.g_v.freeze_last(True)
+        self.model.net.g_k.freeze_last(True)
+        try:
+            for t in range(iterations):
+                ts = time.perf_counter()
+                v, k = self.model.step(feats, v, k, A, b, K, clip)
+                vn, kn = v[0].cpu().numpy(), k[0].cpu().numpy()
+                steps.append(time.perf_counter() - ts)
+                if not (np.isfinite(vn).all() and np.isfinite(kn).all()):
+                    raise DescentError(f"descent step {t + 1} produced non-finite positions (model {self.source})")
+                if np.abs(vn).max() > RUNAWAY_LIMIT or np.abs(kn).max() > RUNAWAY_LIMIT:
+                    raise DescentError(f"descent step {t + 1} ran away (|x| > {RUNAWAY_LIMIT} units; model {self.source})")
+                traj_v.append(vn)
+                traj_k.append(kn)
+                if callback is not None and callback(t + 1, out(vn), out(kn)) is False:
+                    raise Cancelled(f"cancelled after step {t + 1} of {iterations}")
+        finally:
+            self.model.net.g_v.freeze_last(False)
+            self.model.net.g_k.freeze_last(False)
+        t3 = time.perf_counter()
+        V_m = np.stack([out(x) for x in traj_v]).astype(np.float32)
+        K_m = np.stack([out(x) for x in traj_k]).astype(np.float32)
+        if cameras is None:
+            cams_out = [Camera(np.eye(3), np.zeros(3), Camera.from_fov(im.shape[1], im.shape[0], fov_deg or DEFAULT_FOV_DEG).K,
+                               im.shape[1], im.shape[0]) for im in (_as_rgb(x, "image") for x in images)]
+        else:
+            cams_out = list(cameras)
+        timings = dict(prepare=t1 - t0, encode=t2 - t1, descent=t3 - t2, total=time.perf_counter() - t0, steps=steps)
+        return Reconstruction(V_m, K_m, self.template.faces, self.template.uvs,
+                              self.template.keypoint_indices(cfg.num_keypoints), cams_out,
+                              "world" if cameras is not None else "camera", timings,
+                              info=dict(model=self.source, config=cfg.name, device=str(self.device), seed=int(seed),
+                                        clip=clip, views=len(views)))
+
+    @staticmethod
+    def _output_map(frame: Frame, world: bool):
+        if world:
+            return lambda x: frame.to_world_m(x.astype(np.float64))
+        return lambda x: frame.to_camera0_m(x.astype(np.float64))
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def demo_reconstruct(out: Path) -> int:
+    """The demo's reconstruction part: the bundled model (or, until one ships, an untrained
+    `lite` model, said loudly) on the demo's first synthetic scene; writes OBJ + JSON."""
+    from .data import GLVDDataset
+
+    try:
+        rec = Reconstructor.from_pretrained()
+        note = f"bundled model {rec.source}"
+    except FileNotFoundError:
+        rec = Reconstructor.untrained("lite")
+        note = "NO TRAINED MODEL BUNDLED YET: running the untrained 'lite' pipeline end to end (shape is meaningless)"
+    print(note)
+    s = GLVDDataset(out / "data")[0]
+    tpl = rec.template
+    lms = [c.project(s.vertices_m[tpl.landmarks68]) for c in s.cameras[:1]]
+    r = rec.reconstruct(s.images[:1], s.masks[:1], landmarks=lms)
+    r.save_obj(out / "reconstruction.obj")
+    (out / "reconstruction.json").write_text(json.dumps(r.summary(), indent=1))
+    print(f"wrote {out / 'reconstruction.obj'} ({r.vertices.shape[1]} vertices, {len(r.faces)} triangles, "
+          f"{r.iterations} steps) in {r.timings['total']:.2f} s on {rec.device}")
+    return 0

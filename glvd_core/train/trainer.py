@@ -1,0 +1,333 @@
+"""GLVD training: SDF pretraining of f_v, keypoint branch, vertex branch — each resumable.
+
+``python -m glvd_core train --config lite --data DIR --out RUN [--resume]``
+
+Files in RUN: ``last.pt`` (latest checkpoint: stage, step, weights, optimiser), ``stage_<name>.pt``
+at the end of each stage, ``model.pt`` (the finished model: config, template hash, weights,
+recipe), ``metrics.jsonl`` (one line per logged step), ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.config import GLVDConfig
+from ..model.glvd import GLVD, landmark_heatmaps
+from ..template import Template, load_template
+from .batch import Batch, SceneBank
+
+STAGES = ("sdf", "kp", "vertex")
+CHECKPOINT_FORMAT = "glvd-checkpoint/1"
+MODEL_FORMAT = "glvd-model/1"
+
+
+# ------------------------------------------------------------------------------------ losses
+def displacement_loss(pred: torch.Tensor, target: torch.Tensor, cfg: GLVDConfig) -> torch.Tensor:
+    """Eq. 3: lambda1 (1 - cos(pred, target)) + lambda2 | |pred| - |target| |, magnitudes in clip
+    units (our decision: keeps the magnitude term on the directional term's scale)."""
+    pn, tn = pred.norm(dim=-1), target.norm(dim=-1)
+    cos = (pred * target).sum(-1) / (pn * tn).clamp_min(1e-8)
+    return (cfg.lambda_dir * (1 - cos) + cfg.lambda_mag * (pn - tn).abs() / cfg.clip).mean()
+
+
+def clipped(d: torch.Tensor, c: float) -> torch.Tensor:
+    n = d.norm(dim=-1, keepdim=True)
+    return d * torch.clamp(c / n.clamp_min(1e-12), max=1.0)
+
+
+# ------------------------------------------------------------------------------------ atomic io
+def atomic_save(obj, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def step_rng(seed: int, stage: str, step: int, rank: int = 0) -> tuple[np.random.Generator, torch.Generator]:
+    ss = np.random.SeedSequence([seed, STAGES.index(stage), step, rank])
+    g = torch.Generator().manual_seed(int(ss.generate_state(1, np.uint32)[0]))
+    return np.random.default_rng(ss), g
+
+
+@dataclass
+class TrainOptions:
+    """Run options that are not part of the model config."""
+
+    ckpt_every: int = 200      # steps between checkpoints
+    log_every: int = 10        # steps between metric lines
+    max_scenes: int = 0        # 0 = all scenes of the dataset(s)
+    device: str = "auto"
+    threads: int = 0           # CPU threads (0 = torch default)
+    stop_after: int = 0        # stop after this many steps in this process (tests; 0 = never)
+    progress: bool = True
+
+
+class Trainer:
+    def __init__(self, cfg: GLVDConfig, data, out: str | Path, opts: TrainOptions | None = None,
+                 template: Template | None = None, resume: bool = False):
+        self.cfg, self.opts = cfg, opts or TrainOptions()
+        self.out = Path(out)
+        self.tpl = template or load_template()
+        if self.opts.threads:
+            torch.set_num_threads(self.opts.threads)
+        self.device = resolve_device(self.opts.device)
+        self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.ddp:
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+        with torch.random.fork_rng(devices=[]):  # initial weights are a function of cfg.seed
+            torch.manual_seed(cfg.seed)
+            self.model = GLVD(cfg, self.tpl).to(self.device)
+        self.faces = torch.as_tensor(self.tpl.faces, dtype=torch.long, device=self.device)
+        self.stage, self.step = STAGES[0], 0
+        self.out.mkdir(parents=True, exist_ok=True)
+        last = self.out / "last.pt"
+        if last.exists() and not resume:
+            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.bank = SceneBank(data, cfg, self.tpl, max_scenes=self.opts.max_scenes or None,
+                              log=print if self.rank == 0 else (lambda *a: None))
+        self.opt_state = None
+        if resume and last.exists():
+            self._load(last)
+        if self.rank == 0:
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _load(self, path: Path):
+        ck = load_checkpoint(path)
+        if ck["template_sha256"] != self.tpl.sha256:
+            raise ValueError(f"{path}: made for another template")
+        self.model.net.load_state_dict(ck["model"])
+        self.stage, self.step = ck["stage"], int(ck["step"])
+        self.opt_state = ck.get("optimizer")
+        if self.rank == 0:
+            print(f"resumed {path}: stage {self.stage}, step {self.step}")
+
+    def _save(self, opt, name="last.pt"):
+        if self.rank != 0:
+            return
+        atomic_save(dict(format=CHECKPOINT_FORMAT, config=self.cfg.to_dict(), template_sha256=self.tpl.sha256,
+                         stage=self.stage, step=self.step, model=self.model.net.state_dict(),
+                         optimizer=opt.state_dict() if opt is not None else None), self.out / name)
+
+    # -- stages --------------------------------------------------------------------------
+    def stage_params(self, stage):
+        n = self.model.net
+        return {"sdf": [*n.f_v.parameters(), *n.sdf.parameters()], "kp": [*n.f_s.parameters(), *n.g_k.parameters()],
+                "vertex": [*n.f_v.parameters(), *n.g_v.parameters()]}[stage]
+
+    def stage_steps(self, stage):
+        return {"sdf": self.cfg.sdf_steps, "kp": self.cfg.kp_steps, "vertex": self.cfg.vertex_steps}[stage]
+
+    def lr_at(self, stage, step):
+        T = self.stage_steps(stage)
+        t0 = self.cfg.decay_start * T
+        return self.cfg.lr if step < t0 else self.cfg.lr * max(0.0, (T - step) / max(T - t0, 1))
+
+    def run(self) -> Path:
+        done_steps = 0
+        for stage in STAGES[STAGES.index(self.stage):]:
+            if stage != self.stage:
+                self.stage, self.step, self.opt_state = stage, 0, None
+            T = self.stage_steps(stage)
+            params = self.stage_params(stage)
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+            for p in params:
+                p.requires_grad_(True)
+            train_model = self.model
+            if self.ddp:
+                train_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+            opt = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.9, 0.999))
+            if self.opt_state is not None:
+                opt.load_state_dict(self.opt_state)
+                self.opt_state = None
+            t_start, ema, stage_done = time.time(), None, 0
+            while self.step < T:
+                for gparam in opt.param_groups:
+                    gparam["lr"] = self.lr_at(stage, self.step)
+                rng, gen = step_rng(self.cfg.seed, stage, self.step, self.rank)
+                n_views = 3 if rng.random() < self.cfg.multiview_prob else 1
+                batch = self.bank.batch(rng, self.cfg.batch_size, n_views).to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    loss = getattr(self, f"loss_{stage}")(batch, gen, train_model)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at stage {stage} step {self.step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                self.step += 1
+                done_steps += 1
+                stage_done += 1
+                lv = loss.item()
+                ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+                if self.rank == 0 and (self.step % self.opts.log_every == 0 or self.step == T):
+                    el = time.time() - t_start
+                    sps = self.cfg.batch_size * stage_done / max(el, 1e-9)
+                    with open(self.out / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(dict(stage=stage, step=self.step, loss=lv, loss_ema=ema,
+                                                lr=opt.param_groups[0]["lr"], views=n_views,
+                                                scenes_per_s=sps, time=time.time())) + "\n")
+                    if self.opts.progress:
+                        w = 24
+                        f_ = int(w * self.step / T)
+                        print(f"\r{stage:>6} [{'#' * f_}{'.' * (w - f_)}] {self.step}/{T} loss {ema:.4f} "
+                              f"{sps:.2f} scenes/s", end="", file=sys.stderr, flush=True)
+                if self.step % self.opts.ckpt_every == 0 or self.step == T:
+                    self._save(opt)
+                if self.opts.stop_after and done_steps >= self.opts.stop_after:
+                    return self.out / "last.pt"
+            if self.opts.progress and self.rank == 0:
+                print(file=sys.stderr)
+            self._save(opt, f"stage_{stage}.pt")
+        return self.export()
+
+    def export(self) -> Path:
+        path = self.out / "model.pt"
+        if self.rank == 0:
+            atomic_save(dict(format=MODEL_FORMAT, config=self.cfg.to_dict(), template_sha256=self.tpl.sha256,
+                             model=self.model.net.state_dict(),
+                             recipe=dict(scenes=len(self.bank), steps={s: self.stage_steps(s) for s in STAGES},
+                                         seed=self.cfg.seed)), path)
+        return path
+
+    # -- per-stage losses ------------------------------------------------------------------
+    def _heatmaps(self, b: Batch):
+        c = self.cfg
+        return landmark_heatmaps(b.landmarks_px, b.landmarks_ok, c.image_size, c.feature_size, c.heatmap_sigma_px)
+
+    def _uniform(self, gen, B, n, extent=1.0):
+        return (torch.rand(B, n, 3, generator=gen) * 2 - 1).mul(extent).to(self.device)
+
+    def _near(self, gen, pts, n, sigmas):
+        B, N = pts.shape[:2]
+        idx = torch.randint(0, N, (B, n), generator=gen).to(self.device)
+        s = torch.as_tensor(sigmas)[torch.randint(0, len(sigmas), (B, n, 1), generator=gen)].to(self.device)
+        base = torch.gather(pts, 1, idx[..., None].expand(B, n, 3))
+        return base + torch.randn(B, n, 3, generator=gen).to(self.device) * s, idx
+
+    def loss_sdf(self, b: Batch, gen, model):
+        B, V = b.images.shape[:2]
+        Q = self.cfg.queries_per_scene
+        near, _ = self._near(gen, b.gt_vertices, Q - Q // 4, [0.01, 0.03, 0.1])
+        q = torch.cat([self._uniform(gen, B, Q // 4), near], 1)
+        fv = self.model.encode_vertex_only(b.images, b.masks)
+        pred = self.model.sdf(fv, B, V, q, b.A, b.b, b.K)
+        with torch.no_grad():
+            nrm = vertex_normals_t(b.gt_vertices, self.faces)
+            d, j = torch.cdist(q, b.gt_vertices).min(-1)
+            vj = torch.gather(b.gt_vertices, 1, j[..., None].expand(-1, -1, 3))
+            nj = torch.gather(nrm, 1, j[..., None].expand(-1, -1, 3))
+            sign = torch.sign(((q - vj) * nj).sum(-1))
+            target = (d * torch.where(sign == 0, torch.ones_like(sign), sign)).clamp(-0.2, 0.2)
+        return (pred.clamp(-0.2, 0.2) - target).abs().mean() / 0.2
+
+    def loss_kp(self, b: Batch, gen, model):
+        B, V = b.images.shape[:2]
+        Q = self.cfg.queries_per_scene
+        gk = b.gt_keypoints
+        n3 = Q // 3
+        init = self._uniform(gen, B, n3, self.cfg.kp_init_extent)
+        alpha = torch.rand(B, n3, 1, generator=gen).to(self.device)
+        idx = torch.randint(0, gk.shape[1], (B, n3), generator=gen).to(self.device)
+        interp = (1 - alpha) * init + alpha * torch.gather(gk, 1, idx[..., None].expand(B, n3, 3))
+        near, _ = self._near(gen, gk, n3, [0.01, 0.03, 0.1])
+        q = torch.cat([self._uniform(gen, B, Q - 2 * n3), interp, near], 1)
+        with torch.no_grad():
+            fv0 = self.model.net.f_v(torch.cat([b.images, b.masks], 2).flatten(0, 1))[0]
+            small = torch.nn.functional.avg_pool2d(torch.cat([b.images, b.masks], 2).flatten(0, 1), 4)
+        fk = self.model.net.f_s(small, fv0, self._heatmaps(b).flatten(0, 1))
+        h = self.model.keypoint_hidden(fk, B, V, q, b.A, b.b, b.K)
+        pred = self.model.net.g_k.head(h)  # (B, Q, K, 3): every keypoint target
+        target = clipped(gk[:, None] - q[:, :, None], self.cfg.clip)
+        return displacement_loss(pred, target, self.cfg)
+
+    def loss_vertex(self, b: Batch, gen, model):
+        cfg = self.cfg
+        B, V = b.images.shape[:2]
+        Q, N = cfg.queries_per_scene, b.gt_vertices.shape[1]
+        init = self.model.vertex_init.expand(B, -1, -1)
+        n_u, n_g = Q // 4, Q // 4
+        n_i = Q - n_u - n_g
+        near, own_g = self._near(gen, b.gt_vertices, n_g, [0.005, 0.02, 0.06])
+        idx = torch.randint(0, N, (B, n_i), generator=gen).to(self.device)
+        alpha = torch.rand(B, n_i, 1, generator=gen).to(self.device)
+        src = torch.gather(init, 1, idx[..., None].expand(B, n_i, 3))
+        dst = torch.gather(b.gt_vertices, 1, idx[..., None].expand(B, n_i, 3))
+        interp = (1 - alpha) * src + alpha * dst + torch.randn(B, n_i, 3, generator=gen).to(self.device) * 0.02
+        q = torch.cat([self._uniform(gen, B, n_u), near, interp], 1)
+        own = torch.cat([torch.randint(0, N, (B, n_u), generator=gen).to(self.device), own_g, idx], 1)
+        # noisy GT keypoints: sigma, 3 sigma along the camera-0 depth axis (normalised z)
+        noise = torch.randn(b.gt_keypoints.shape, generator=gen).to(self.device) * cfg.kp_noise_sigma
+        noise[..., 2] *= 3
+        kps = b.gt_keypoints + noise
+        fv = self.model.encode_vertex_only(b.images, b.masks)
+        mask = None
+        if cfg.feature_dropout > 0:
+            keep = (torch.rand(B, V, Q, cfg.fv_dim, generator=gen) >= cfg.feature_dropout).to(self.device)
+            mask = keep.float() / (1 - cfg.feature_dropout)
+        h = self.model.vertex_hidden(fv, B, V, q, kps, b.A, b.b, b.K, dropout_mask=mask)
+        if cfg.targets_per_query and cfg.targets_per_query < N:
+            S = cfg.targets_per_query
+            tgt = torch.cat([own[..., None], torch.randint(0, N, (B, Q, S - 1), generator=gen).to(self.device)], -1)
+            pred = self.model.net.g_v.head(h, tgt)
+            gt = torch.gather(b.gt_vertices, 1, tgt.flatten(1)[..., None].expand(-1, -1, 3)).view(B, Q, S, 3)
+        else:
+            pred = self.model.net.g_v.head(h)
+            gt = b.gt_vertices[:, None]
+        target = clipped(gt - q[:, :, None], cfg.clip)
+        return displacement_loss(pred, target, cfg)
+
+
+def vertex_normals_t(v: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) vertices -> (B, N, 3) area-weighted unit normals."""
+    a, b, c = v[:, faces[:, 0]], v[:, faces[:, 1]], v[:, faces[:, 2]]
+    fn = torch.cross(b - a, c - a, dim=-1)
+    n = torch.zeros_like(v)
+    for k in range(3):
+        n.index_add_(1, faces[:, k], fn)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but CUDA is not available (torch "
+                           f"{torch.__version__}, built {'with' if torch.backends.cuda.is_built() else 'without'} CUDA); "
+                           "use --device cpu or install the CUDA build (README: CUDA)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint/model file safely (``weights_only=True``) with clear errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such model file")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, unsafe pickle
+        raise ValueError(f"{p}: not a readable GLVD model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ck, dict) or ck.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
+        raise ValueError(f"{p}: not a GLVD model file")
+    for k, t in ck["model"].items():
+        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{p}: weights contain NaN or inf ({k})")
+    return ck

@@ -1,0 +1,184 @@
+"""GLVD networks, descent and training on CPU with the tiny config."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from glvd_core import load_template
+from glvd_core.model.config import get_config
+from glvd_core.model.glvd import GLVD
+from glvd_core.model.networks import WNMLP
+from glvd_core.reconstruct import Cancelled, Reconstructor
+from glvd_core.train.trainer import Trainer, TrainOptions, load_checkpoint
+
+
+def test_diagonal_equals_the_full_outputs_diagonal():
+    torch.manual_seed(0)
+    mlp = WNMLP(cin=7, hidden=16, n_targets=50)
+    x = torch.randn(2, 50, 7)
+    h = mlp.hidden(x)
+    full = mlp.head(h)  # (2, 50, 50, 3)
+    diag = mlp.head(h, torch.arange(50).expand(2, -1))
+    assert full.shape == (2, 50, 50, 3) and diag.shape == (2, 50, 3)
+    torch.testing.assert_close(diag, full[:, torch.arange(50), torch.arange(50)], rtol=1e-5, atol=1e-6)
+    sub = torch.randint(0, 50, (2, 50, 4))
+    picked = mlp.head(h, sub)
+    ref = torch.gather(full, 2, sub[..., None].expand(-1, -1, -1, 3))
+    torch.testing.assert_close(picked, ref, rtol=1e-5, atol=1e-6)
+    mlp.freeze_last(True)  # inference cache gives the same numbers
+    torch.testing.assert_close(mlp.head(h, torch.arange(50).expand(2, -1)), diag)
+
+
+def test_paper_config_sizes():
+    cfg = get_config("paper")
+    assert (cfg.image_size, cfg.fv_stacks, cfg.hidden_v, cfg.num_keypoints, cfg.fv_out) == (256, 4, 512, 18, 64)
+    counts = GLVD(cfg, load_template()).net.parameter_counts()
+    assert 22e6 < counts["vertex_branch"] < 28e6  # paper: ~25.6 M
+    assert 11e6 < counts["g_v"] < 12e6            # paper: ~11.6 M
+    assert 0.4e6 < counts["g_k"] < 0.45e6         # paper: ~0.43 M
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = get_config("tiny", sdf_steps=10, kp_steps=10, vertex_steps=20)
+    Trainer(cfg, tiny_dataset, out, TrainOptions(ckpt_every=5, log_every=1, progress=False, threads=1)).run()
+    return out
+
+
+def _losses(run, stage):
+    return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(l)["stage"] == stage]
+
+
+def test_training_writes_model_and_metrics(tiny_run, template):
+    ck = load_checkpoint(tiny_run / "model.pt")
+    assert ck["template_sha256"] == template.sha256 and ck["config"]["name"] == "tiny"
+    for stage in ("sdf", "kp", "vertex"):
+        assert (tiny_run / f"stage_{stage}.pt").is_file() and _losses(tiny_run, stage)
+
+
+def test_resume_gives_the_same_losses(tiny_dataset, tiny_run, tmp_path):
+    """Stop mid-stage, resume from the checkpoint: the losses equal the uninterrupted run's."""
+    cfg = get_config("tiny", sdf_steps=10, kp_steps=10, vertex_steps=20)
+    out = tmp_path / "r"
+    Trainer(cfg, tiny_dataset, out, TrainOptions(ckpt_every=5, log_every=1, progress=False, threads=1,
+                                                  stop_after=25)).run()  # sdf 10 + kp 10 + vertex 5
+    with pytest.raises(FileExistsError):
+        Trainer(cfg, tiny_dataset, out, TrainOptions(progress=False))
+    Trainer(cfg, tiny_dataset, out, TrainOptions(ckpt_every=5, log_every=1, progress=False, threads=1),
+            resume=True).run()
+    for stage in ("sdf", "kp", "vertex"):
+        np.testing.assert_allclose(_losses(out, stage), _losses(tiny_run, stage), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_decreases_over_50_steps(tiny_dataset, tmp_path):
+    cfg = get_config("tiny", sdf_steps=0, kp_steps=0, vertex_steps=50, lr=3e-3, feature_dropout=0.0)
+    out = tmp_path / "d"
+    Trainer(cfg, tiny_dataset, out, TrainOptions(log_every=1, progress=False, max_scenes=4)).run()
+    loss = _losses(out, "vertex")
+    assert np.mean(loss[-10:]) < 0.8 * np.mean(loss[:10]), (loss[:10], loss[-10:])
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    return Reconstructor.untrained("tiny", device="cpu")
+
+
+def test_reconstruction_shapes_and_determinism(untrained, tiny_dataset):
+    from glvd_core.data import GLVDDataset
+
+    s = GLVDDataset(tiny_dataset)[0]
+    r1 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3)
+    r2 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3)
+    assert r1.vertices.shape == (5, 7225, 3) and r1.keypoints.shape == (5, 18, 3)
+    assert r1.faces.shape == (14342, 3) and r1.frame == "camera"
+    np.testing.assert_array_equal(r1.vertices, r2.vertices)
+    r3 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=4)
+    assert not np.array_equal(r1.keypoints[0], r3.keypoints[0])
+    for k in ("prepare", "encode", "descent", "total"):
+        assert r1.timings[k] >= 0
+    # clipping: no vertex moves more than clip * scale per step
+    step = np.linalg.norm(np.diff(r1.vertices, axis=0), axis=-1).max()
+    assert step <= untrained.cfg.clip * untrained.cfg.frame_scale_m * (1 + 1e-4)
+
+
+def test_multiview_with_one_view_equals_single_view(untrained, tiny_dataset):
+    from glvd_core.data import GLVDDataset
+
+    s = GLVDDataset(tiny_dataset)[1]
+    cam = s.cameras[0]
+    single = untrained.reconstruct(s.images[:1], s.masks[:1], fov_deg=cam.fov_deg)
+    multi = untrained.reconstruct(s.images[:1], s.masks[:1], cameras=[cam])
+    assert multi.frame == "world"
+    np.testing.assert_allclose(cam.world_to_camera(multi.final_vertices), single.final_vertices, atol=1e-5)
+
+
+def test_callback_progress_and_cancel(untrained, tiny_dataset):
+    from glvd_core.data import GLVDDataset
+
+    s = GLVDDataset(tiny_dataset)[0]
+    seen = []
+    untrained.reconstruct(s.images[:1], iterations=3, callback=lambda i, v, k: seen.append((i, v.shape, k.shape)))
+    assert seen == [(1, (7225, 3), (18, 3)), (2, (7225, 3), (18, 3)), (3, (7225, 3), (18, 3))]
+    with pytest.raises(Cancelled):
+        untrained.reconstruct(s.images[:1], iterations=5, callback=lambda i, v, k: i < 2)
+
+    class Stop(Exception):
+        pass
+
+    def boom(i, v, k):
+        raise Stop()
+
+    with pytest.raises(Stop):
+        untrained.reconstruct(s.images[:1], iterations=5, callback=boom)
+
+
+def test_cuda_without_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        Reconstructor.untrained("tiny", device="cuda")
+
+
+def test_reconstruct_cli_writes_a_valid_obj(tiny_run, tiny_dataset, tmp_path, template):
+    from glvd_core.cli import main
+    from glvd_core.io import read_obj
+
+    scene = tiny_dataset / "scene_00000"
+    out = tmp_path / "face.obj"
+    rc = main(["reconstruct", str(scene / "view_00.png"), "--masks", str(scene / "mask_00.png"), "--output", str(out),
+               "--weights", str(tiny_run / "model.pt"), "--iterations", "3", "--trajectory", str(tmp_path / "t.npz"),
+               "--json", str(tmp_path / "s.json"), "--device", "cpu"])
+    assert rc == 0
+    v, f = read_obj(out)
+    assert v.shape == (7225, 3) and f.shape == (14342, 3)
+    np.testing.assert_array_equal(f, template.faces)
+    assert np.load(tmp_path / "t.npz")["vertices"].shape == (4, 7225, 3)
+    assert json.loads((tmp_path / "s.json").read_text())["frame"] == "camera"
+    rc = main(["reconstruct", str(scene / "view_00.png"), str(scene / "view_01.png"), "--cameras",
+               str(scene / "cameras.json"), "--output", str(out), "--weights", str(tiny_run / "model.pt"),
+               "--iterations", "2"])
+    assert rc == 0
+
+
+@pytest.mark.parametrize("kind", ["truncated", "nan", "other_template", "garbage"])
+def test_bad_model_files_are_clear_errors(tiny_run, tmp_path, kind):
+    src = tiny_run / "model.pt"
+    bad = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        bad.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 2])
+    elif kind == "garbage":
+        bad.write_bytes(b"not a model")
+    else:
+        ck = torch.load(src, weights_only=True)
+        if kind == "nan":
+            k = next(k for k, v in ck["model"].items() if v.is_floating_point())
+            ck["model"][k] = ck["model"][k] * float("nan")
+        else:
+            ck["template_sha256"] = "0" * 64
+        torch.save(ck, bad)
+    with pytest.raises(ValueError) as e:
+        Reconstructor.from_pretrained(bad, device="cpu")
+    assert str(bad) in str(e.value)
