@@ -74,22 +74,41 @@ def _reconstruct(a) -> int:
     from pathlib import Path
 
     from .cameras import load_cameras
-    from .io import atomic_write_bytes, load_image, load_mask
+    from .io import atomic_write_bytes, load_mask
     from .reconstruct import Reconstructor
 
-    images = [load_image(p) for p in a.images]
+    from .preprocess import load_photo
+
+    photos = [load_photo(p, fov_deg=a.fov) for p in a.images]
+    images = [ph.image for ph in photos]
     masks = None
     if a.masks:
         if len(a.masks) != len(images):
             raise ValueError(f"{len(a.masks)} masks for {len(images)} images")
-        masks = [load_mask(m, im.shape[:2]) for m, im in zip(a.masks, images)]
+        masks = []
+        for m, ph in zip(a.masks, photos):
+            mk = load_mask(m)
+            if ph.scale != 1 or mk.shape != ph.image.shape[:2]:
+                import cv2
+
+                if abs(mk.shape[0] * ph.scale - ph.image.shape[0]) > 1 or abs(mk.shape[1] * ph.scale - ph.image.shape[1]) > 1:
+                    raise ValueError(f"{m}: mask is {mk.shape[1]}x{mk.shape[0]}, the photo {ph.path} is a different size")
+                mk = cv2.resize(mk, (ph.image.shape[1], ph.image.shape[0]), interpolation=cv2.INTER_NEAREST)
+            masks.append(mk)
     cams = None
     if a.cameras:
         cams, _ = load_cameras(a.cameras)
         if len(cams) != len(images):
             raise ValueError(f"{a.cameras}: {len(cams)} views for {len(images)} images")
+        for c, ph in zip(cams, photos):
+            if ph.scale != 1:
+                raise ValueError(f"{ph.path}: photos with cameras.json must be at most 2048 px (cameras are in their pixels)")
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
-    r = rec.reconstruct(images, masks, cams, iterations=a.iterations, clip=a.clip, seed=a.seed, fov_deg=a.fov)
+    r = rec.reconstruct(images, masks, cams, iterations=a.iterations, clip=a.clip, seed=a.seed,
+                        intrinsics=[ph.camera for ph in photos], detect=not a.no_detect,
+                        names=[ph.path for ph in photos])
+    for n in r.info.get("notes", []):
+        print(f"note: {n}")
     r.save_obj(a.output)
     if a.trajectory:
         r.save_trajectory(a.trajectory)
@@ -111,6 +130,51 @@ def _evaluate(a) -> int:
     print(format_table(table, a.views, note="; oracle 2D landmarks (projected GT)"))
     if a.json:
         save_json(a.json, dict(views=a.views, data=str(a.data), table=table))
+    return 0
+
+
+def _preprocess(a) -> int:
+    import json
+
+    import cv2
+    import numpy as np
+
+    from . import load_template
+    from .io import atomic_write_bytes
+    from .model.config import get_config
+    from .preprocess import MediaPipeFaces, head_crop, head_mask, load_photo, solve_pnp
+
+    cfg, tpl = get_config("paper"), load_template()
+    ph = load_photo(a.image, fov_deg=a.fov)
+    d = MediaPipeFaces.detect(ph.image, where=a.image)
+    pose = solve_pnp(d.landmarks68, ph.camera, tpl)
+    mask = head_mask(ph.image.shape[:2], ph.camera, pose, d.person_mask)
+    x0, y0, side = head_crop(ph.camera, pose, cfg.head_extent_m, cfg.nominal_fill)
+    if a.overlay:
+        img = ph.image[..., ::-1].copy()
+        cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(img, cs, -1, (255, 200, 0), 2)
+        for x, y in d.landmarks68:
+            cv2.circle(img, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
+        cv2.rectangle(img, (int(x0), int(y0)), (int(x0 + side), int(y0 + side)), (0, 0, 255), 1)
+        cv2.imwrite(a.overlay, img)
+    info = dict(image=a.image, size=[int(ph.image.shape[1]), int(ph.image.shape[0])], scale=ph.scale,
+                camera=ph.camera.to_dict(), camera_source=ph.camera_source, faces_found=d.faces_found,
+                landmarks68=np.round(d.landmarks68, 2).tolist(), crop=[x0, y0, side],
+                yaw_pitch_roll_deg=pose.yaw_pitch_roll_deg(), pnp_rms_px=pose.rms_px, notes=d.notes)
+    if a.json:
+        atomic_write_bytes(a.json, json.dumps(info, indent=1).encode())
+    print(f"{a.image}: face {d.size_px:.0f} px, pose yaw/pitch/roll {np.round(pose.yaw_pitch_roll_deg(), 1).tolist()} deg, "
+          f"PnP RMS {pose.rms_px:.2f} px, camera: {ph.camera_source}")
+    for n in d.notes:
+        print(f"note: {n}")
+    return 0
+
+
+def _detect_landmarks(a) -> int:
+    from .data.landmarks import cache_detected_landmarks
+
+    cache_detected_landmarks(a.data)
     return 0
 
 
@@ -144,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="OBJ path (metres)")
     p.add_argument("--masks", nargs="*")
     p.add_argument("--cameras", help="cameras.json (OpenCV convention); output then in its world frame")
-    p.add_argument("--fov", type=float, default=None, help="field of view (deg) of a single photo; default 40")
+    p.add_argument("--fov", type=float, default=None,
+                   help="field of view (deg, longer side) of uncalibrated photos; default: EXIF focal length, else 40")
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--clip", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -152,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="model file (default: the bundled model)")
     p.add_argument("--trajectory", help="write every step to this .npz")
     p.add_argument("--json", help="write a summary (cameras, timings) to this .json")
+    p.add_argument("--no-detect", action="store_true", help="skip face detection (use the whole photo, no heatmaps)")
     p.set_defaults(func=_reconstruct)
     p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template")
     p.add_argument("--data", required=True)
@@ -163,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
+    p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")
+    p.add_argument("image")
+    p.add_argument("--fov", type=float, default=None)
+    p.add_argument("--overlay", help="write landmarks + mask outline + crop over the photo (PNG)")
+    p.add_argument("--json", help="write the detection (landmarks, camera, crop, pose) as JSON")
+    p.set_defaults(func=_preprocess)
+    p = sub.add_parser("detect-landmarks", help="run the landmark detector on a dataset's renders and cache it")
+    p.add_argument("--data", required=True)
+    p.set_defaults(func=_detect_landmarks)
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=123)

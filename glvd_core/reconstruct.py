@@ -6,6 +6,9 @@ Output frames (metres):
   image side unless ``fov_deg`` is given. A single photo fixes shape and pose, not absolute
   scale: the head is placed at the depth at which an average head fills the crop.
 - cameras given: the world frame of those cameras.
+- several photos without cameras: cameras are estimated from the detected landmarks (PnP
+  against the template, refined jointly); the world frame is then the head frame (template
+  ICT axes: x to the viewer's right, y up, z out of the face; origin at the template centroid).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class Reconstruction:
         faces: (14342, 3) int32; uvs: (7225, 2).
         keypoint_indices: (K,) template vertex ids of the keypoints.
         cameras: the input photos' cameras in the output frame (original image pixels).
-        frame: "camera" (view 0's camera frame, OpenCV axes) or "world" (the given cameras').
+        frame: "camera" (view 0's camera frame, OpenCV axes) or "world" (the given cameras', or
+            the head frame of estimated cameras).
         timings: seconds: "prepare", "encode", "descent", "total", "steps" (list).
     """
 
@@ -112,22 +116,23 @@ def _as_rgb(img, where) -> np.ndarray:
 
 
 def prepare_view(image: np.ndarray, mask: np.ndarray | None, camera: Camera, landmarks: np.ndarray | None,
-                 size: int, where: str = "image") -> PreparedView:
-    """Square network input: pad the photo to a square around its centre, resize to ``size``;
-    the camera follows exactly (crop = an intrinsics change)."""
+                 size: int, where: str = "image", crop: tuple | None = None) -> PreparedView:
+    """Square network input. ``crop`` = (x0, y0, side) in image pixels (pixel-centre coordinates of
+    the crop's first pixel, side length); None pads the whole photo to a square about its centre.
+    The camera follows exactly: a crop and resize is an intrinsics change."""
     H, W = image.shape[:2]
     if (camera.width, camera.height) != (W, H):
         raise CameraError(f"{where}: camera is {camera.width}x{camera.height} but the image is {W}x{H}")
-    side = max(H, W)
-    x0, y0 = (W - side) / 2, (H - side) / 2
+    if crop is None:
+        side = max(H, W)
+        x0, y0 = (W - 1) / 2 - (side - 1) / 2, (H - 1) / 2 - (side - 1) / 2
+    else:
+        x0, y0, side = crop
     scale = size / side
     M = np.array([[scale, 0, -scale * x0 + 0.5 * (scale - 1)], [0, scale, -scale * y0 + 0.5 * (scale - 1)]])
     img = cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    if mask is None:
-        m = np.zeros((H, W), np.uint8) + 255
-    else:
-        m = mask
+    m = np.zeros((H, W), np.uint8) + 255 if mask is None else mask
     m = cv2.warpAffine(m, M, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
     lm = None if landmarks is None else np.asarray(landmarks, np.float64) @ M[:, :2].T + M[:, 2]
     return PreparedView(img, m, camera.crop_resize(x0, y0, scale, size, size), lm)
@@ -174,21 +179,23 @@ class Reconstructor:
         return cls(GLVD(cfg, tpl), tpl, resolve_device(device), source=f"untrained:{cfg.name}")
 
     # -- inference -----------------------------------------------------------------------
-    def prepare(self, images, masks=None, cameras=None, landmarks=None, fov_deg=None):
+    def prepare(self, images, masks=None, cameras=None, landmarks=None, fov_deg=None, intrinsics=None,
+                detect: bool = True, names=None):
+        """Validate inputs and make the network views. Returns (views, cameras used, notes)."""
+        from .preprocess import MediaPipeFaces, estimate_cameras, head_crop, head_mask, solve_pnp
+
         if images is None or len(images) == 0:
             raise InputError("no images given")
         V = len(images)
-        if masks is not None and len(masks) != V:
-            raise InputError(f"{len(masks)} masks for {V} images")
+        names = names or [f"image {i}" for i in range(V)]
+        for what, x in (("masks", masks), ("landmark sets", landmarks), ("intrinsics", intrinsics)):
+            if x is not None and len(x) != V:
+                raise InputError(f"{len(x)} {what} for {V} images")
         if cameras is not None and len(cameras) != V:
             raise CameraError(f"{len(cameras)} cameras for {V} images")
-        if landmarks is not None and len(landmarks) != V:
-            raise InputError(f"{len(landmarks)} landmark sets for {V} images")
-        if cameras is None and V > 1:
-            raise CameraError("several photos need cameras (cameras.json) — or one photo at a time")
-        views = []
+        imgs, ms, lms, notes, dets = [], [], [], [], []
         for i in range(V):
-            img = _as_rgb(images[i], f"image {i}")
+            img = _as_rgb(images[i], names[i])
             H, W = img.shape[:2]
             m = None
             if masks is not None and masks[i] is not None:
@@ -196,16 +203,48 @@ class Reconstructor:
                 if m.ndim == 3:
                     m = m[..., 0]
                 if m.shape != (H, W):
-                    raise InputError(f"mask {i} is {m.shape[1]}x{m.shape[0]} but image {i} is {W}x{H}")
+                    raise InputError(f"{names[i]}: mask is {m.shape[1]}x{m.shape[0]} but the photo is {W}x{H}")
                 m = (m > (127 if m.max() > 1 else 0)).astype(np.uint8) * 255
-            cam = cameras[i] if cameras is not None else Camera.from_fov(W, H, fov_deg or DEFAULT_FOV_DEG)
-            views.append(prepare_view(img, m, cam, None if landmarks is None else landmarks[i],
-                                      self.cfg.image_size, where=f"image {i}"))
-        return views
+            lm, det = (None if landmarks is None else landmarks[i]), None
+            if lm is None and detect:
+                det = MediaPipeFaces.detect(img, where=names[i], segment=m is None)
+                lm = det.landmarks68
+                notes += det.notes
+            imgs.append(img)
+            ms.append(m)
+            lms.append(None if lm is None else np.asarray(lm, np.float64))
+            dets.append(det)
+        if cameras is None:
+            intr = [intrinsics[i] if intrinsics is not None else
+                    Camera.from_fov(im.shape[1], im.shape[0], fov_deg or DEFAULT_FOV_DEG) for i, im in enumerate(imgs)]
+            if V > 1:
+                if any(lm is None for lm in lms):
+                    raise CameraError("several photos without cameras need landmarks (detection) to place them")
+                cams, rms = estimate_cameras(lms, intr, self.template)
+                notes.append("estimated cameras from landmarks, reprojection RMS "
+                             + ", ".join(f"{r:.2f}" for r in rms) + " px")
+            else:
+                cams = [Camera(np.eye(3), np.zeros(3), intr[0].K, intr[0].width, intr[0].height)]
+        else:
+            cams = list(cameras)
+        views = []
+        for i in range(V):
+            crop = None
+            if lms[i] is not None:
+                try:
+                    pose = solve_pnp(lms[i], cams[i], self.template)
+                    crop = head_crop(cams[i], pose, self.cfg.head_extent_m, self.cfg.nominal_fill)
+                    if ms[i] is None and dets[i] is not None:
+                        ms[i] = head_mask(imgs[i].shape[:2], cams[i], pose, dets[i].person_mask)
+                except ValueError as e:
+                    notes.append(f"{names[i]}: {e}; using the whole photo")
+            views.append(prepare_view(imgs[i], ms[i], cams[i], lms[i], self.cfg.image_size, names[i], crop))
+        return views, cams, notes
 
     @torch.inference_mode()
     def reconstruct(self, images, masks=None, cameras=None, iterations: int = 10, clip: float | None = None,
-                    seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None) -> Reconstruction:
+                    seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None, intrinsics=None,
+                    detect: bool = True, names=None) -> Reconstruction:
         """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
 
         Args:
@@ -217,9 +256,13 @@ class Reconstructor:
             seed: seeds the keypoints' uniform start; the result is deterministic for a seed.
             callback: ``callback(step, vertices_m, keypoints_m)`` after each step; returning False
                 raises :class:`Cancelled`, an exception it raises propagates. Nothing is kept.
-            landmarks: optional (68, 2) 2D landmarks per image (original pixels) for the
-                keypoint heatmaps; none -> empty heatmaps.
-            fov_deg: field of view of a single uncalibrated photo (default 40 deg).
+            landmarks: optional (68, 2) 2D landmarks per image (original pixels, Multi-PIE layout);
+                by default they are detected (MediaPipe). They make the keypoint heatmaps, the
+                crop (PnP head pose) and, for several photos without cameras, the cameras.
+            fov_deg: field of view of uncalibrated photos (default 40 deg) unless ``intrinsics``.
+            intrinsics: optional per-image :class:`Camera` giving K only (e.g. from EXIF).
+            detect: detect faces when no landmarks are given (False: use the whole photo).
+            names: per-image names for messages (file names).
         """
         if iterations < 0:
             raise ValueError("iterations must be >= 0")
@@ -227,7 +270,7 @@ class Reconstructor:
         if not clip > 0:
             raise ValueError("clip must be > 0")
         t0 = time.perf_counter()
-        views = self.prepare(images, masks, cameras, landmarks, fov_deg)
+        views, cams_used, notes = self.prepare(images, masks, cameras, landmarks, fov_deg, intrinsics, detect, names)
         frame = make_frame([v.camera for v in views], self.cfg.frame_scale_m, self.cfg.head_extent_m,
                            self.cfg.nominal_fill)
         dev, cfg = self.device, self.cfg
@@ -252,7 +295,8 @@ class Reconstructor:
         g = torch.Generator().manual_seed(int(seed))
         k = ((torch.rand(1, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
         v = self.model.vertex_init[None].clone()
-        out = self._output_map(frame, cameras is not None)
+        world = cameras is not None or len(views) > 1
+        out = self._output_map(frame, world)
         traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
         self.model.net.g_v.freeze_last(True)
         self.model.net.g_k.freeze_last(True)
@@ -276,17 +320,12 @@ class Reconstructor:
         t3 = time.perf_counter()
         V_m = np.stack([out(x) for x in traj_v]).astype(np.float32)
         K_m = np.stack([out(x) for x in traj_k]).astype(np.float32)
-        if cameras is None:
-            cams_out = [Camera(np.eye(3), np.zeros(3), Camera.from_fov(im.shape[1], im.shape[0], fov_deg or DEFAULT_FOV_DEG).K,
-                               im.shape[1], im.shape[0]) for im in (_as_rgb(x, "image") for x in images)]
-        else:
-            cams_out = list(cameras)
         timings = dict(prepare=t1 - t0, encode=t2 - t1, descent=t3 - t2, total=time.perf_counter() - t0, steps=steps)
         return Reconstruction(V_m, K_m, self.template.faces, self.template.uvs,
-                              self.template.keypoint_indices(cfg.num_keypoints), cams_out,
-                              "world" if cameras is not None else "camera", timings,
+                              self.template.keypoint_indices(cfg.num_keypoints), cams_used,
+                              "world" if world else "camera", timings,
                               info=dict(model=self.source, config=cfg.name, device=str(self.device), seed=int(seed),
-                                        clip=clip, views=len(views)))
+                                        clip=clip, views=len(views), notes=notes))
 
     @staticmethod
     def _output_map(frame: Frame, world: bool):

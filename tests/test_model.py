@@ -78,7 +78,7 @@ def test_loss_decreases_over_50_steps(tiny_dataset, tmp_path):
     out = tmp_path / "d"
     Trainer(cfg, tiny_dataset, out, TrainOptions(log_every=1, progress=False, max_scenes=4)).run()
     loss = _losses(out, "vertex")
-    assert np.mean(loss[-10:]) < 0.8 * np.mean(loss[:10]), (loss[:10], loss[-10:])
+    assert np.mean(loss[-10:]) < 0.9 * np.mean(loss[:10]), (loss[:10], loss[-10:])
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +90,12 @@ def test_reconstruction_shapes_and_determinism(untrained, tiny_dataset):
     from glvd_core.data import GLVDDataset
 
     s = GLVDDataset(tiny_dataset)[0]
-    r1 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3)
-    r2 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3)
+    r1 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3, detect=False)
+    r2 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3, detect=False)
     assert r1.vertices.shape == (5, 7225, 3) and r1.keypoints.shape == (5, 18, 3)
     assert r1.faces.shape == (14342, 3) and r1.frame == "camera"
     np.testing.assert_array_equal(r1.vertices, r2.vertices)
-    r3 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=4)
+    r3 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=4, detect=False)
     assert not np.array_equal(r1.keypoints[0], r3.keypoints[0])
     for k in ("prepare", "encode", "descent", "total"):
         assert r1.timings[k] >= 0
@@ -109,8 +109,9 @@ def test_multiview_with_one_view_equals_single_view(untrained, tiny_dataset):
 
     s = GLVDDataset(tiny_dataset)[1]
     cam = s.cameras[0]
-    single = untrained.reconstruct(s.images[:1], s.masks[:1], fov_deg=cam.fov_deg)
-    multi = untrained.reconstruct(s.images[:1], s.masks[:1], cameras=[cam])
+    lm = [cam.project(s.vertices_m[untrained.template.landmarks68])]
+    single = untrained.reconstruct(s.images[:1], s.masks[:1], fov_deg=cam.fov_deg, landmarks=lm)
+    multi = untrained.reconstruct(s.images[:1], s.masks[:1], cameras=[cam], landmarks=lm)
     assert multi.frame == "world"
     np.testing.assert_allclose(cam.world_to_camera(multi.final_vertices), single.final_vertices, atol=1e-5)
 
@@ -120,10 +121,10 @@ def test_callback_progress_and_cancel(untrained, tiny_dataset):
 
     s = GLVDDataset(tiny_dataset)[0]
     seen = []
-    untrained.reconstruct(s.images[:1], iterations=3, callback=lambda i, v, k: seen.append((i, v.shape, k.shape)))
+    untrained.reconstruct(s.images[:1], iterations=3, detect=False, callback=lambda i, v, k: seen.append((i, v.shape, k.shape)))
     assert seen == [(1, (7225, 3), (18, 3)), (2, (7225, 3), (18, 3)), (3, (7225, 3), (18, 3))]
     with pytest.raises(Cancelled):
-        untrained.reconstruct(s.images[:1], iterations=5, callback=lambda i, v, k: i < 2)
+        untrained.reconstruct(s.images[:1], iterations=5, detect=False, callback=lambda i, v, k: i < 2)
 
     class Stop(Exception):
         pass
@@ -132,7 +133,7 @@ def test_callback_progress_and_cancel(untrained, tiny_dataset):
         raise Stop()
 
     with pytest.raises(Stop):
-        untrained.reconstruct(s.images[:1], iterations=5, callback=boom)
+        untrained.reconstruct(s.images[:1], iterations=5, detect=False, callback=boom)
 
 
 def test_cuda_without_cuda_is_a_clear_error():
@@ -150,7 +151,7 @@ def test_reconstruct_cli_writes_a_valid_obj(tiny_run, tiny_dataset, tmp_path, te
     out = tmp_path / "face.obj"
     rc = main(["reconstruct", str(scene / "view_00.png"), "--masks", str(scene / "mask_00.png"), "--output", str(out),
                "--weights", str(tiny_run / "model.pt"), "--iterations", "3", "--trajectory", str(tmp_path / "t.npz"),
-               "--json", str(tmp_path / "s.json"), "--device", "cpu"])
+               "--json", str(tmp_path / "s.json"), "--device", "cpu", "--no-detect"])
     assert rc == 0
     v, f = read_obj(out)
     assert v.shape == (7225, 3) and f.shape == (14342, 3)
@@ -159,7 +160,7 @@ def test_reconstruct_cli_writes_a_valid_obj(tiny_run, tiny_dataset, tmp_path, te
     assert json.loads((tmp_path / "s.json").read_text())["frame"] == "camera"
     rc = main(["reconstruct", str(scene / "view_00.png"), str(scene / "view_01.png"), "--cameras",
                str(scene / "cameras.json"), "--output", str(out), "--weights", str(tiny_run / "model.pt"),
-               "--iterations", "2"])
+               "--iterations", "2", "--no-detect"])
     assert rc == 0
 
 
@@ -182,3 +183,30 @@ def test_bad_model_files_are_clear_errors(tiny_run, tmp_path, kind):
     with pytest.raises(ValueError) as e:
         Reconstructor.from_pretrained(bad, device="cpu")
     assert str(bad) in str(e.value)
+
+
+def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_path, template):
+    """With a landmark cache equal to the projected GT, each batch's landmarks are exactly the
+    projection of its (mirrored, zoomed, resized) GT through its own cameras."""
+    import shutil
+
+    from glvd_core.data import GLVDDataset
+    from glvd_core.data.dataset import save_npz_deterministic
+    from glvd_core.train.batch import SceneBank
+
+    root = tmp_path / "d"
+    shutil.copytree(tiny_dataset, root)
+    ds = GLVDDataset(root)
+    for i in range(len(ds)):
+        s = ds[i]
+        lm = np.stack([c.project(s.vertices_m[template.landmarks68]) for c in s.cameras])
+        save_npz_deterministic(s.path / "landmarks_detected.npz", landmarks68=lm.astype(np.float32),
+                               ok=np.ones(len(lm), bool))
+    cfg = get_config("tiny", landmark_noise_px=5.0)
+    bank = SceneBank(root, cfg, template, log=lambda *a: None)
+    for step in range(6):
+        b = bank.batch(np.random.default_rng(step), 2, 2)
+        g = b.gt_vertices[:, torch.as_tensor(template.landmarks68)]
+        x = torch.einsum("bvij,bpj->bvpi", b.A, g) + b.b[:, :, None]
+        uv = torch.einsum("bvij,bvpj->bvpi", b.K[..., :2, :], x / x[..., 2:3])
+        torch.testing.assert_close(uv, b.landmarks_px, atol=2e-3, rtol=0)

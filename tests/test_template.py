@@ -115,3 +115,8 @@ def test_keypoint_sets(template, ict, k):
 
 def test_default_keypoints_are_18(template):
     assert len(template.keypoint_indices()) == 18
+
+
+def test_landmarks_are_mirror_partners(template):
+    """Mirror augmentation relies on it: the mirror of landmark j's vertex is landmark mirror68[j]'s."""
+    np.testing.assert_array_equal(template.symmetry[template.landmarks68], template.landmarks68[template.mirror68])

@@ -43,7 +43,8 @@ class GLVDConfig:
     kp_init_extent: float = 0.5      # keypoints start uniformly in [-e, e]^3
     # -- training ----------------------------------------------------------------------
     queries_per_scene: int = 1400    # hybrid query points per scene
-    targets_per_query: int = 0       # vertex targets per query (0 = all 7225; a random subset otherwise)
+    targets_per_query: int = 0       # vertex targets per scene (0 = all 7225; else this many random rows
+                                     # shared by the scene's queries, plus each query's own row)
     kp_noise_sigma: float = 0.02     # GT keypoint noise (normalised units); 3 sigma along camera depth
     feature_dropout: float = 0.1     # binary dropout on F_v
     landmark_noise_px: float = 2.0   # noise on projected GT landmarks (input pixels) for heatmaps

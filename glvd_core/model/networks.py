@@ -93,9 +93,10 @@ class WNMLP(nn.Module):
     """3-layer ReLU MLP with weight normalisation whose output is (N targets x 3).
 
     ``hidden`` runs the first two layers; ``head`` evaluates the last one for chosen targets:
-    ``target=None`` gives every target (B, P, N, 3) (tests / small N only); an index tensor
-    (B, P) gives each point its own row — the *diagonal* — as (B, P, 3) via a gather + einsum
-    over the last layer viewed as (N, 3, H); an index tensor (B, P, S) gives S rows per point.
+    ``target=None`` gives every target (B, P, N, 3) (training with all targets, tests); an index
+    tensor (B, P) gives each point its own row — the *diagonal* — as (B, P, 3) via a gather +
+    einsum over the last layer viewed as (N, 3, H); (B, P, S) gives S rows per point;
+    ``head_shared`` gives the same S rows to all points of a scene (a matmul).
     """
 
     def __init__(self, cin: int, hidden: int, n_targets: int):
@@ -121,6 +122,12 @@ class WNMLP(nn.Module):
             with torch.no_grad():
                 w, b = self.last_weight()
                 self._frozen_w3 = (w.detach().clone(), b.detach().clone())
+
+    def head_shared(self, h, target):
+        """Rows ``target`` (B, S) for every point of a scene: h (B, P, H) -> (B, P, S, 3), one matmul."""
+        w, b = self.last_weight()
+        ws = w[target]  # (B, S, 3, H)
+        return torch.einsum("bph,bsch->bpsc", h, ws) + b[target].unsqueeze(1)
 
     def head(self, h, target=None):
         w, b = self.last_weight()

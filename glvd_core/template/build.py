@@ -446,7 +446,22 @@ def build_template(ict: ICTModel, seed: int = 0, lloyd_iters: int = 80, n_sample
     P3_open = np.asarray(Wm @ V_open)
     cost = (np.linalg.norm(P3[None] - lm[:, None], axis=2)
             + np.linalg.norm(P3_open[None] - V_open[ict.landmarks68][:, None], axis=2))
-    _, kp68 = linear_sum_assignment(cost)
+    # mirror-consistent: assign the axis landmarks to axis vertices and the subject's-right
+    # landmarks freely, then take the mirror vertex for each left landmark
+    mirror68 = np.array(MIRROR_68)
+    on_axis = np.nonzero(mirror68 == np.arange(68))[0]
+    right = np.nonzero(mirror68 > np.arange(68))[0]
+    is_axis_v = sym == np.arange(N_VERTICES)
+    big = cost.max() * 10
+    c2 = cost.copy()
+    c2[np.ix_(on_axis, np.nonzero(~is_axis_v)[0])] = big
+    rows = np.concatenate([on_axis, right])
+    _, cols = linear_sum_assignment(c2[rows])
+    kp68 = np.zeros(68, np.int64)
+    kp68[rows] = cols
+    kp68[mirror68[right]] = sym[kp68[right]]
+    if len(np.unique(kp68)) != 68:
+        raise RuntimeError("two landmarks share a template vertex")
     kp_err = cost[np.arange(68), kp68] / 2
     log(f"landmarks -> template vertices: mean {kp_err.mean()*1000:.2f} mm, max {kp_err.max()*1000:.2f} mm")
     sym_err = np.linalg.norm(P3[sym] * [-1, 1, 1] - P3, axis=1)

@@ -47,7 +47,9 @@ class SceneBank:
     def __init__(self, roots, cfg: GLVDConfig, template: Template, max_scenes: int | None = None, log=print):
         self.cfg, self.tpl = cfg, template
         S = cfg.image_size
-        self.images, self.masks, self.cams, self.gt = [], [], [], []
+        self.images, self.masks, self.cams, self.gt, self.detected = [], [], [], [], []
+        from ..data.landmarks import load_detected
+
         for root in ([roots] if isinstance(roots, (str, bytes)) or hasattr(roots, "is_dir") else roots):
             ds = GLVDDataset(root)
             if ds.meta.get("template_sha256") not in (None, template.sha256):
@@ -66,6 +68,12 @@ class SceneBank:
                     ims.append(cv2.resize(im, (S, S), interpolation=cv2.INTER_AREA) if sc != 1 else im)
                     ms.append(cv2.resize(m, (S, S), interpolation=cv2.INTER_AREA) if sc != 1 else m)
                     cs.append(c.crop_resize(0, 0, sc, S, S))
+                det = load_detected(s.path)
+                if det is not None:  # detector landmarks, in network-input pixels
+                    lm, ok = det
+                    sc = S / s.cameras[0].width
+                    det = (lm * sc + 0.5 * (sc - 1), ok)
+                self.detected.append(det)
                 self.images.append(np.stack(ims))
                 self.masks.append(np.stack(ms))
                 self.cams.append(cs)
@@ -73,15 +81,20 @@ class SceneBank:
         if not self.gt:
             raise ValueError(f"no scenes with ground truth in {roots}")
         self.kp = template.keypoint_indices(cfg.num_keypoints)
-        log(f"loaded {len(self.gt)} scenes ({sum(len(c) for c in self.cams)} views) at {S}px")
+        n_det = sum(d is not None for d in self.detected)
+        log(f"loaded {len(self.gt)} scenes ({sum(len(c) for c in self.cams)} views) at {S}px; "
+            f"detector landmarks cached for {n_det} scenes")
 
     def __len__(self):
         return len(self.gt)
 
     # ------------------------------------------------------------------------------------
     def _augment_view(self, rng, img, mask, cam: Camera, flip: bool):
+        """Returns (image, mask, camera, A) with A the 2x3 map of original to new pixel coordinates."""
         S = self.cfg.image_size
+        A = np.array([[1.0, 0, 0], [0, 1.0, 0]])
         if flip:
+            A = np.array([[-1.0, 0, S - 1], [0, 1.0, 0]])
             img, mask = img[:, ::-1], mask[:, ::-1]
             K = cam.K.copy()
             K[0, 2] = S - 1 - K[0, 2]
@@ -95,8 +108,9 @@ class SceneBank:
             img = cv2.warpAffine(np.ascontiguousarray(img), M, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             mask = cv2.warpAffine(np.ascontiguousarray(mask), M, (S, S), flags=cv2.INTER_LINEAR, borderValue=0)
             cam = Camera(cam.R, cam.t, np.vstack([M, [0, 0, 1]]) @ cam.K, S, S)
+            A = M @ np.vstack([A, [0, 0, 1]])
             img = self._colour(rng, img)
-        return np.ascontiguousarray(img), np.ascontiguousarray(mask), cam
+        return np.ascontiguousarray(img), np.ascontiguousarray(mask), cam, A
 
     @staticmethod
     def _colour(rng, img):
@@ -123,12 +137,13 @@ class SceneBank:
             gt = self.gt[i]
             if flip:
                 gt = (gt @ MIRROR_WORLD)[tpl.symmetry]
-            cams, vi, vm = [], [], []
+            cams, vi, vm, affs = [], [], [], []
             for v in views:
-                im, m, c = self._augment_view(rng, self.images[i][v], self.masks[i][v], self.cams[i][v], flip)
+                im, m, c, aff = self._augment_view(rng, self.images[i][v], self.masks[i][v], self.cams[i][v], flip)
                 vi.append(im)
                 vm.append(m)
                 cams.append(c)
+                affs.append(aff)
             fr = make_frame(cams, cfg.frame_scale_m, cfg.head_extent_m, cfg.nominal_fill)
             if len(cams) == 1:  # single view: GT rescaled about the camera centre to the nominal depth
                 xc = cams[0].world_to_camera(gt)
@@ -139,6 +154,11 @@ class SceneBank:
             lm3 = gt[tpl.landmarks68]
             lm = np.stack([c.project(lm3) for c in cams])
             lm = lm + rng.normal(0, cfg.landmark_noise_px, lm.shape)
+            det = self.detected[i]
+            for j, v in enumerate(views):  # the detector's landmarks where it found the face
+                if det is not None and det[1][v]:
+                    d = det[0][v][tpl.mirror68] if flip else det[0][v]
+                    lm[j] = d @ affs[j][:, :2].T + affs[j][:, 2]
             imgs.append(np.stack(vi))
             masks.append(np.stack(vm))
             lms.append(lm)

@@ -283,10 +283,12 @@ class Trainer:
             mask = keep.float() / (1 - cfg.feature_dropout)
         h = self.model.vertex_hidden(fv, B, V, q, kps, b.A, b.b, b.K, dropout_mask=mask)
         if cfg.targets_per_query and cfg.targets_per_query < N:
-            S = cfg.targets_per_query
-            tgt = torch.cat([own[..., None], torch.randint(0, N, (B, Q, S - 1), generator=gen).to(self.device)], -1)
-            pred = self.model.net.g_v.head(h, tgt)
-            gt = torch.gather(b.gt_vertices, 1, tgt.flatten(1)[..., None].expand(-1, -1, 3)).view(B, Q, S, 3)
+            # each query's own row (the diagonal used at inference) + S random rows shared per scene
+            tgt = torch.randint(0, N, (B, cfg.targets_per_query), generator=gen).to(self.device)
+            pred = torch.cat([self.model.net.g_v.head(h, own).unsqueeze(2), self.model.net.g_v.head_shared(h, tgt)], 2)
+            own_gt = torch.gather(b.gt_vertices, 1, own[..., None].expand(-1, -1, 3)).unsqueeze(2)
+            tgt_gt = torch.gather(b.gt_vertices, 1, tgt[..., None].expand(-1, -1, 3)).unsqueeze(1).expand(-1, Q, -1, -1)
+            gt = torch.cat([own_gt, tgt_gt], 2)
         else:
             pred = self.model.net.g_v.head(h)
             gt = b.gt_vertices[:, None]

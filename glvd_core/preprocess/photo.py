@@ -1,0 +1,99 @@
+"""Loading photos: EXIF orientation, bit depths and colour modes, bounded memory, EXIF focal length."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..cameras import Camera
+from ..io import InputError
+
+MAX_SIDE = 2048          # photos are downscaled to at most this many pixels on the longer side
+DEFAULT_FOV_DEG = 40.0   # across the longer side, when EXIF has no focal length (~50 mm full frame)
+FULL_FRAME_DIAGONAL_MM = 43.2666
+
+
+@dataclass
+class Photo:
+    """A photo ready for detection: RGB pixels (possibly downscaled) and its camera."""
+
+    path: str
+    image: np.ndarray        # (H, W, 3) uint8 RGB
+    camera: Camera           # intrinsics for ``image`` pixels; R = I, t = 0
+    camera_source: str       # "exif 35mm-equivalent focal length", "default field of view", "given"
+    scale: float             # image pixels per original pixel (<= 1)
+
+
+def _pil():
+    try:
+        from PIL import Image, ImageOps
+    except ImportError as e:  # pragma: no cover - pillow is a pinned dependency
+        raise RuntimeError("Pillow is required to read photos (pip install pillow)") from e
+    return Image, ImageOps
+
+
+def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = MAX_SIDE) -> Photo:
+    """Read any common photo as RGB uint8, EXIF-rotated, at most ``max_side`` pixels, with a camera
+    from the EXIF 35 mm-equivalent focal length, else ``fov_deg`` (default 40 deg)."""
+    Image, ImageOps = _pil()
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a photo")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    try:
+        im = Image.open(p)
+        W0, H0 = im.size
+        if W0 < 1 or H0 < 1:
+            raise InputError(f"{p}: image has no pixels")
+        exif = im.getexif()
+        if max(W0, H0) > max_side and im.format == "JPEG":
+            im.draft("RGB", (max(1, W0 * max_side // max(W0, H0)), max(1, H0 * max_side // max(W0, H0))))
+        im = ImageOps.exif_transpose(im)
+        im.load()
+    except InputError:
+        raise
+    except Exception as e:  # truncated / corrupt / unsupported
+        raise InputError(f"{p}: not a readable image ({type(e).__name__}: {e})") from None
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im).astype(np.float64)
+        a = (a / (257.0 if a.max() > 255 else 1.0)).clip(0, 255).astype(np.uint8)
+        arr = np.repeat(a[..., None], 3, 2)
+    else:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im.convert("RGBA"))
+        arr = np.asarray(im.convert("RGB"))
+    H, W = arr.shape[:2]
+    if max(H, W) > max_side:
+        import cv2
+
+        s = max_side / max(H, W)
+        arr = cv2.resize(arr, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
+    H, W = arr.shape[:2]
+    scale = max(H, W) / max(H0, W0)  # EXIF rotation swaps sides, not the longer one
+    cam, src = camera_for(W, H, exif, fov_deg)
+    return Photo(str(p), np.ascontiguousarray(arr), cam, src, scale)
+
+
+def camera_for(W: int, H: int, exif=None, fov_deg: float | None = None) -> tuple[Camera, str]:
+    """Intrinsics for a W x H photo: explicit fov > EXIF 35 mm-equivalent focal length > default."""
+    if fov_deg is not None:
+        return Camera.from_fov(W, H, fov_deg), f"given field of view {fov_deg:g} deg"
+    f35 = None
+    if exif:
+        try:
+            f35 = exif.get_ifd(0x8769).get(0xA405)
+        except Exception:
+            f35 = None
+    if f35:
+        f = float(f35) * math.hypot(W, H) / FULL_FRAME_DIAGONAL_MM
+        fov = math.degrees(2 * math.atan(0.5 * max(W, H) / f))
+        if 1 <= fov <= 170:
+            return Camera.from_fov(W, H, fov), f"exif 35mm-equivalent focal length {float(f35):g} mm"
+    return Camera.from_fov(W, H, DEFAULT_FOV_DEG), f"default field of view {DEFAULT_FOV_DEG:g} deg"
