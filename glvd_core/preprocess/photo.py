@@ -35,9 +35,10 @@ def _pil():
     return Image, ImageOps
 
 
-def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = MAX_SIDE) -> Photo:
+def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = MAX_SIDE,
+               default_fov_deg: float = DEFAULT_FOV_DEG) -> Photo:
     """Read any common photo as RGB uint8, EXIF-rotated, at most ``max_side`` pixels, with a camera
-    from the EXIF 35 mm-equivalent focal length, else ``fov_deg`` (default 40 deg)."""
+    from ``fov_deg`` when given, else the EXIF 35 mm-equivalent focal length, else ``default_fov_deg``."""
     Image, ImageOps = _pil()
     p = Path(path)
     if not p.exists():
@@ -77,11 +78,12 @@ def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = M
         arr = cv2.resize(arr, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
     H, W = arr.shape[:2]
     scale = max(H, W) / max(H0, W0)  # EXIF rotation swaps sides, not the longer one
-    cam, src = camera_for(W, H, exif, fov_deg)
+    cam, src = camera_for(W, H, exif, fov_deg, default_fov_deg)
     return Photo(str(p), np.ascontiguousarray(arr), cam, src, scale)
 
 
-def camera_for(W: int, H: int, exif=None, fov_deg: float | None = None) -> tuple[Camera, str]:
+def camera_for(W: int, H: int, exif=None, fov_deg: float | None = None,
+               default_fov_deg: float = DEFAULT_FOV_DEG) -> tuple[Camera, str]:
     """Intrinsics for a W x H photo: explicit fov > EXIF 35 mm-equivalent focal length > default."""
     if fov_deg is not None:
         return Camera.from_fov(W, H, fov_deg), f"given field of view {fov_deg:g} deg"
@@ -96,4 +98,4 @@ def camera_for(W: int, H: int, exif=None, fov_deg: float | None = None) -> tuple
         fov = math.degrees(2 * math.atan(0.5 * max(W, H) / f))
         if 1 <= fov <= 170:
             return Camera.from_fov(W, H, fov), f"exif 35mm-equivalent focal length {float(f35):g} mm"
-    return Camera.from_fov(W, H, DEFAULT_FOV_DEG), f"default field of view {DEFAULT_FOV_DEG:g} deg"
+    return Camera.from_fov(W, H, default_fov_deg), f"default field of view {default_fov_deg:g} deg"

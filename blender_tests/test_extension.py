@@ -1,0 +1,224 @@
+"""What artists rely on: the panel's operator builds the right scene, replays the descent
+exactly, and leaves the scene untouched when anything goes wrong."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def counts():
+    return {k: len(getattr(bpy.data, k)) for k in ("objects", "meshes", "cameras", "images", "collections", "actions")}
+
+
+def add_photo(path, mask=None):
+    p = bpy.context.scene.glvd.photos.add()
+    p.filepath = str(path)
+    if mask:
+        p.mask = str(mask)
+
+
+def test_register_unregister_twice():
+    import glvd_blender
+
+    for _ in range(2):
+        glvd_blender.register()
+        assert hasattr(bpy.types.Scene, "glvd") and hasattr(bpy.ops.glvd, "reconstruct")
+        glvd_blender.unregister()
+        assert not hasattr(bpy.types.Scene, "glvd")
+
+
+def test_operator_creates_the_documented_objects(addon, synthetic_photo):
+    add_photo(synthetic_photo.path / "view_00.png")
+    before = counts()
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    face = bpy.data.objects["GLVD Face"]
+    me = face.data
+    assert (len(me.vertices), len(me.polygons)) == (7225, 14342)
+    assert all(len(p.vertices) == 3 for p in me.polygons[:100]) and me.uv_layers.get("UVMap")
+    keys = [k.name for k in me.shape_keys.key_blocks]
+    assert keys == ["final"] + [f"step_{s:02d}" for s in range(11)]
+    empties = [o for o in bpy.data.objects if o.type == "EMPTY"]
+    assert len(empties) == 18 and all(e.parent == face for e in empties)
+    cams = [o for o in bpy.data.objects if o.type == "CAMERA"]
+    assert len(cams) == 1 and cams[0].data.background_images[0].image.filepath.endswith("view_00.png")
+    after = counts()
+    assert after["objects"] - before["objects"] == 1 + 18 + 1
+    assert bpy.types.GLVD_OT_reconstruct.bl_options == {"REGISTER", "UNDO"}  # one undo step for all of it
+
+
+def _evaluated(ob):
+    dg = bpy.context.evaluated_depsgraph_get()
+    ev = ob.evaluated_get(dg)
+    m = ev.to_mesh()
+    co = np.empty(3 * len(m.vertices), np.float32)
+    m.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3)
+
+
+def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
+    from glvd_blender import ops, scene_writer
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    s = bpy.context.scene.glvd
+    s.frames_per_step = 3
+    job = ops.gather(bpy.context)
+    job.run()
+    assert job.error is None
+    ops.write(bpy.context, job)
+    M = scene_writer.camera_frame_to_blender(job.result.final_vertices)
+    face = bpy.data.objects["GLVD Face"]
+    scene = bpy.context.scene
+    empties = sorted((o for o in bpy.data.objects if o.type == "EMPTY"), key=lambda o: o.name)
+    for step in range(job.result.iterations + 1):
+        scene.frame_set(scene.frame_start + 3 * step)
+        expected = scene_writer._apply(M, job.result.vertices[step])
+        np.testing.assert_array_equal(_evaluated(face), expected)
+        kp = scene_writer._apply(M, job.result.keypoints[step])
+        np.testing.assert_allclose(np.array([e.location for e in empties]), kp, atol=1e-6)
+    # looking through the photo's camera, the mesh lies where glvd_core projects it onto the photo
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    cam = job.result.cameras[0]
+    cam_ob = bpy.data.objects["GLVD Camera 0"]
+    verts = job.result.final_vertices[::97]
+    uv = cam.project(verts)
+    bl = np.array([world_to_camera_view(scene, cam_ob, Vector(p))[:2] for p in scene_writer._apply(M, verts)])
+    expected = np.stack([(uv[:, 0] + 0.5) / cam.width, 1 - (uv[:, 1] + 0.5) / cam.height], 1)
+    np.testing.assert_allclose(bl, expected, atol=1e-4)
+
+
+def test_failure_leaves_the_scene_untouched(addon, tmp_path):
+    noise = tmp_path / "noise.png"
+    import cv2
+
+    cv2.imwrite(str(noise), (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8))
+    add_photo(noise)
+    before = counts()
+    with pytest.raises(RuntimeError, match="no face found in .*noise.png"):  # an ERROR report, for scripts
+        bpy.ops.glvd.reconstruct()
+    assert counts() == before
+    assert "no face found" in bpy.context.scene.glvd.status
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    bpy.context.scene.glvd.photos.clear()
+    add_photo(bad)
+    with pytest.raises(RuntimeError, match="broken.jpg"):
+        bpy.ops.glvd.reconstruct()
+    assert counts() == before
+    assert str(bad) in bpy.context.scene.glvd.status
+
+
+def test_cancel_leaves_the_scene_untouched(addon, synthetic_photo):
+    from glvd_blender import ops
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    before = counts()
+    job = ops.gather(bpy.context)
+    job.cancel = True
+    job.run()
+    assert job.error == "cancelled" and job.result is None
+    assert counts() == before
+
+
+def test_scene_writer_cleans_up_after_an_error(addon, synthetic_photo):
+    from glvd_blender import ops, scene_writer
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    job = ops.gather(bpy.context)
+    job.run()
+    before = counts()
+    with pytest.raises(RuntimeError):
+        scene_writer.write_reconstruction(bpy.context.scene, job.result, ["/nonexistent/photo.png"], np.eye(4))
+    assert counts() == before
+
+
+def test_multiview_with_the_users_blender_cameras(addon, synthetic_photo):
+    """Selected cameras with background images: their poses are used, and the result lies in
+    Blender's world where those cameras look at it."""
+    from mathutils import Matrix
+
+    from glvd_blender import scene_writer
+
+    cams = []
+    for i, (cam, view) in enumerate(zip(synthetic_photo.cameras, ("view_00.png", "view_01.png"))):
+        cd = bpy.data.cameras.new(f"user cam {i}")
+        scene_writer._setup_camera_data(cd, cam)
+        ob = bpy.data.objects.new(f"user cam {i}", cd)
+        bpy.context.scene.collection.objects.link(ob)
+        ob.matrix_world = Matrix(scene_writer.camera_matrix_world(cam, np.eye(4)).tolist())
+        bg = cd.background_images.new()
+        bg.image = bpy.data.images.load(str(synthetic_photo.path / view))
+        ob.select_set(True)
+        cams.append(ob)
+    back = scene_writer.blender_camera_to_cv(cams[0], 256, 256)
+    np.testing.assert_allclose(back.R, synthetic_photo.cameras[0].R, atol=1e-5)
+    np.testing.assert_allclose(back.t, synthetic_photo.cameras[0].t, atol=1e-5)
+    np.testing.assert_allclose(back.K, synthetic_photo.cameras[0].K, atol=1e-3)
+    bpy.context.scene.glvd.use_camera_backgrounds = True
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    face = bpy.data.objects["GLVD Face"]
+    assert face["glvd"]["frame"] == "world"
+    v = np.array([v.co for v in face.data.vertices])
+    gt = synthetic_photo.vertices_m
+    assert np.linalg.norm(v.mean(0) - gt.mean(0)) < 0.15  # in the cameras' world, near the head
+
+
+def test_install_from_the_built_zip(tmp_path):
+    zip_path = subprocess.run([sys.executable, str(ROOT / "scripts/build_extension.py"), "--out", str(tmp_path)],
+                              check=True, capture_output=True, text=True)
+    z = next(tmp_path.glob("glvd-*.zip"))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    res = bpy.ops.extensions.package_install_files(filepath=str(z), repo="user_default", enable_on_install=True)
+    assert res == {"FINISHED"}
+    import addon_utils
+
+    assert "bl_ext.user_default.glvd" in {m.__name__ for m in addon_utils.modules()}
+    assert hasattr(bpy.ops.glvd, "reconstruct") and hasattr(bpy.types.Scene, "glvd")
+    mod = sys.modules["bl_ext.user_default.glvd"]
+    assert mod.core.glvd_core().__name__ == "bl_ext.user_default.glvd.glvd_core"  # the bundled copy
+    addon_utils.disable("bl_ext.user_default.glvd")
+    bpy.ops.extensions.package_uninstall(repo_index=_repo_index("user_default"), pkg_id="glvd")
+
+
+def _repo_index(module):
+    for i, r in enumerate(bpy.context.preferences.extensions.repos):
+        if r.module == module:
+            return i
+    raise LookupError(module)
+
+
+def test_batch_end_to_end_with_a_corrupt_image(tmp_path, synthetic_photo, tiny_model):
+    import shutil
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(synthetic_photo.path / "view_00.png", inp / "good.png")
+    (inp / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "scripts/batch.py"), "--input", str(inp), "--output", str(out),
+           "--formats", "blend,obj,glb", "--model", str(tiny_model), "--iterations", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr  # one input failed ...
+    rep = json.loads((out / "report.json").read_text())
+    status = {e["name"]: e for e in rep["results"]}
+    assert status["good"]["status"] == "ok" and status["corrupt"]["status"] == "error"
+    assert "corrupt.jpg" in status["corrupt"]["message"]
+    for ext in (".blend", ".obj", ".glb"):  # ... after the good one was written
+        assert (out / f"good{ext}").stat().st_size > 1000
+    from glvd_core.io import read_obj
+
+    v, f = read_obj(out / "good.obj")
+    assert v.shape == (7225, 3) and f.shape == (14342, 3)
+    assert not list(out.glob(".*tmp*"))
+    # resumed with --skip-existing: the finished input is not redone
+    r2 = subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True)
+    rep2 = json.loads((out / "report.json").read_text())
+    assert {e["name"]: e["status"] for e in rep2["results"]} == {"good": "skipped", "corrupt": "error"}

@@ -1,0 +1,67 @@
+"""The seam to glvd_core (bundled inside the extension, or the development checkout) and the
+user's Python environment for torch & co."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+_ADDED: list[str] = []
+
+
+def glvd_core():
+    """The glvd_core package: bundled beside this add-on in the extension, else the checkout's."""
+    try:
+        return importlib.import_module(__package__ + ".glvd_core")
+    except ImportError:
+        return importlib.import_module("glvd_core")
+
+
+def default_environment() -> str:
+    """``<checkout>/.venv/lib/python3.X/site-packages`` when running from a development checkout."""
+    root = Path(__file__).resolve().parent.parent
+    p = root / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    return str(p) if p.is_dir() else ""
+
+
+def use_environment(path: str) -> str | None:
+    """Add a site-packages directory to sys.path (at the end, so Blender's numpy stays first).
+    Returns an error message or None."""
+    if not path:
+        return None
+    p = os.path.abspath(bpy_abspath(path))
+    if not os.path.isdir(p):
+        return f"Python environment not found: {p}"
+    if p not in sys.path:
+        sys.path.append(p)
+        _ADDED.append(p)
+    return None
+
+
+def forget_environments():
+    for p in _ADDED:
+        if p in sys.path:
+            sys.path.remove(p)
+    _ADDED.clear()
+
+
+def bpy_abspath(path: str) -> str:
+    try:
+        import bpy
+
+        return bpy.path.abspath(path)
+    except Exception:
+        return path
+
+
+def device_report() -> tuple[bool, str]:
+    """(torch usable, one-line description of the compute device)."""
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001 - any import failure is reported to the user
+        return False, f"PyTorch not found ({type(e).__name__}); set the Python environment in Preferences"
+    if torch.cuda.is_available():
+        return True, f"PyTorch {torch.__version__}: CUDA {torch.cuda.get_device_name(0)}"
+    return True, f"PyTorch {torch.__version__}: CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,275 @@
+"""Operators. ``glvd.reconstruct`` runs the descent off the UI thread (progress, Esc cancels)
+and synchronously in background mode; the scene is written in one undo step on success only."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+from bpy.props import CollectionProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from . import core, scene_writer
+from .props import settings
+
+_MODELS: dict = {}
+
+
+def get_reconstructor(model_path: str, device: str):
+    """Cached Reconstructor for (model, device)."""
+    gc = core.glvd_core()
+    key = (model_path or "<bundled>", device)
+    if key not in _MODELS:
+        _MODELS.clear()
+        from importlib import import_module
+
+        Reconstructor = import_module(gc.__name__ + ".reconstruct").Reconstructor
+        _MODELS[key] = Reconstructor.from_pretrained(core.bpy_abspath(model_path) if model_path else None, device=device)
+    return _MODELS[key]
+
+
+@dataclass
+class Job:
+    """One reconstruction: inputs gathered on the main thread, run anywhere."""
+
+    photos: list
+    images: list
+    masks: list | None
+    cameras: list | None
+    intrinsics: list
+    to_blender_kind: str          # "camera", "head", "identity"
+    kwargs: dict
+    model_path: str
+    device: str
+    step: int = 0
+    total: int = 0
+    cancel: bool = False
+    result: object = None
+    error: str | None = None
+    done: bool = False
+    started: float = field(default_factory=time.time)
+
+    def run(self):
+        from importlib import import_module
+
+        gc = core.glvd_core()
+        Cancelled = import_module(gc.__name__ + ".reconstruct").Cancelled
+        try:
+            rec = get_reconstructor(self.model_path, self.device)
+            self.total = self.kwargs["iterations"]
+
+            def cb(step, v, k):
+                self.step = step
+                return not self.cancel
+
+            self.result = rec.reconstruct(self.images, self.masks, self.cameras, intrinsics=self.intrinsics,
+                                          names=self.photos, callback=cb, **self.kwargs)
+        except Cancelled:
+            self.error = "cancelled"
+        except Exception as e:  # noqa: BLE001 - shown to the artist, never a traceback
+            self.error = str(e) or type(e).__name__
+        finally:
+            self.done = True
+
+
+def gather(context) -> Job:
+    """Read the panel settings and load the photos; raises ValueError with an artist-facing message."""
+    s = settings(context)
+    gc = core.glvd_core()
+    from importlib import import_module
+
+    pre = import_module(gc.__name__ + ".preprocess")
+    io = import_module(gc.__name__ + ".io")
+    photos, masks, cameras = [], [], None
+    if s.use_camera_backgrounds:
+        cams = [o for o in context.selected_objects if o.type == "CAMERA"]
+        cams = [o for o in cams if o.data.background_images and o.data.background_images[0].image]
+        if not cams:
+            raise ValueError("select cameras that have a background image")
+        cameras = []
+        for o in sorted(cams, key=lambda o: o.name):
+            img = o.data.background_images[0].image
+            photos.append(bpy.path.abspath(img.filepath))
+            cameras.append((o, int(img.size[0]), int(img.size[1])))
+        masks = [None] * len(photos)
+    else:
+        for p in s.photos:
+            if not p.filepath:
+                continue
+            photos.append(bpy.path.abspath(p.filepath))
+            masks.append(bpy.path.abspath(p.mask) if p.mask else None)
+        if not photos:
+            raise ValueError("add a reference photo first")
+    images, intr, mk = [], [], []
+    for i, path in enumerate(photos):
+        ph = pre.load_photo(path, default_fov_deg=s.fov)
+        images.append(ph.image)
+        intr.append(ph.camera)
+        m = None
+        if masks[i]:
+            m = io.load_mask(masks[i])
+            if m.shape != ph.image.shape[:2]:
+                import cv2
+
+                if ph.scale == 1:
+                    raise ValueError(f"{masks[i]}: mask is {m.shape[1]}x{m.shape[0]}, the photo {ph.image.shape[1]}x{ph.image.shape[0]}")
+                m = cv2.resize(m, (ph.image.shape[1], ph.image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        mk.append(m)
+        if cameras is not None:
+            o, w, h = cameras[i]
+            cam = scene_writer.blender_camera_to_cv(o, w, h)
+            if ph.scale != 1:
+                cam = cam.crop_resize(0, 0, ph.scale, ph.image.shape[1], ph.image.shape[0])
+            cameras[i] = cam
+    kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
+    kwargs = dict(iterations=s.iterations, clip=s.clip, seed=s.seed)
+    return Job(photos, images, mk if any(x is not None for x in mk) else None, cameras, intr, kind, kwargs,
+               s.model_path, s.device)
+
+
+def write(context, job: Job):
+    s = settings(context)
+    r = job.result
+    M = {"camera": lambda: scene_writer.camera_frame_to_blender(r.final_vertices),
+         "head": lambda: scene_writer.HEAD_FRAME_TO_BLENDER,
+         "identity": lambda: np.eye(4)}[job.to_blender_kind]()
+    out = scene_writer.write_reconstruction(
+        context.scene, r, job.photos, M, add_keypoints=s.add_keypoints, keyframe_descent=s.keyframe_descent,
+        frames_per_step=s.frames_per_step, add_cameras=s.add_cameras, smooth_shading=s.smooth_shading)
+    for o in context.view_layer.objects:
+        o.select_set(False)
+    out["face"].select_set(True)
+    context.view_layer.objects.active = out["face"]
+    return out
+
+
+class GLVD_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct a 3D face from the reference photos (Esc cancels)"""
+
+    bl_idname = "glvd.reconstruct"
+    bl_label = "Reconstruct Face"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _timer = None
+    _job: Job | None = None
+    _thread: threading.Thread | None = None
+
+    def _start(self, context):
+        try:
+            return gather(context)
+        except Exception as e:  # noqa: BLE001
+            self.report({"ERROR"}, str(e))
+            settings(context).status = f"Failed: {e}"
+            return None
+
+    def _finish(self, context, job: Job):
+        s = settings(context)
+        if job.error:
+            msg = "Cancelled: nothing was created" if job.error == "cancelled" else f"Failed: {job.error}"
+            s.status = msg
+            self.report({"WARNING" if job.error == "cancelled" else "ERROR"}, msg)
+            return {"CANCELLED"}
+        try:
+            write(context, job)
+        except Exception as e:  # noqa: BLE001
+            s.status = f"Failed: {e}"
+            self.report({"ERROR"}, f"could not write the scene: {e}")
+            return {"CANCELLED"}
+        r = job.result
+        notes = "; ".join(r.info.get("notes", []))
+        s.status = f"Done in {r.timings['total']:.1f} s on {r.info.get('device')}" + (f" ({notes})" if notes else "")
+        self.report({"INFO"}, s.status)
+        return {"FINISHED"}
+
+    def execute(self, context):  # synchronous (background mode, scripts, redo)
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.run()
+        return self._finish(context, job)
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        self._thread = threading.Thread(target=job.run, daemon=True)
+        self._thread.start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        settings(context).status = "Reconstructing… (Esc to cancel)"
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel = True
+            settings(context).status = "Cancelling…"
+        if event.type == "TIMER":
+            frac = job.step / job.total if job.total else 0.0
+            context.window_manager.progress_update(int(100 * frac))
+            if context.workspace:
+                context.workspace.status_text_set(
+                    f"GLVD: step {job.step}/{job.total or '?'} ({time.time() - job.started:.0f} s) — Esc to cancel")
+            if context.area:
+                context.area.tag_redraw()
+            if job.done:
+                self._cleanup(context)
+                return self._finish(context, job)
+        return {"PASS_THROUGH"}
+
+    def _cleanup(self, context):
+        wm = context.window_manager
+        if self._timer:
+            wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        if context.workspace:
+            context.workspace.status_text_set(None)
+
+
+class GLVD_OT_add_photo(bpy.types.Operator, ImportHelper):
+    """Add reference photos"""
+
+    bl_idname = "glvd.add_photo"
+    bl_label = "Add Photos"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: StringProperty(default="*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.bmp;*.webp", options={"HIDDEN"})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+
+    def execute(self, context):
+        import os
+
+        s = settings(context)
+        names = [f.name for f in self.files if f.name] or [os.path.basename(self.filepath)]
+        folder = self.directory or os.path.dirname(self.filepath)
+        for n in names:
+            s.photos.add().filepath = os.path.join(folder, n)
+        s.active_photo = len(s.photos) - 1
+        return {"FINISHED"}
+
+
+class GLVD_OT_remove_photo(bpy.types.Operator):
+    """Remove the selected photo from the list"""
+
+    bl_idname = "glvd.remove_photo"
+    bl_label = "Remove Photo"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(settings(context).photos) > 0
+
+    def execute(self, context):
+        s = settings(context)
+        s.photos.remove(s.active_photo)
+        s.active_photo = max(0, min(s.active_photo, len(s.photos) - 1))
+        return {"FINISHED"}

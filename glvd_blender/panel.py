@@ -1,0 +1,57 @@
+import bpy
+
+from . import core
+from .props import settings
+
+
+class GLVD_UL_photos(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        import os
+
+        layout.label(text=os.path.basename(item.filepath) or "(no file)", icon="IMAGE_DATA")
+        if item.mask:
+            layout.label(text="", icon="MOD_MASK")
+
+
+class GLVD_PT_main(bpy.types.Panel):
+    bl_label = "GLVD Face"
+    bl_idname = "GLVD_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "GLVD"
+
+    def draw(self, context):
+        s = settings(context)
+        layout = self.layout
+        layout.prop(s, "use_camera_backgrounds")
+        if not s.use_camera_backgrounds:
+            row = layout.row()
+            row.template_list("GLVD_UL_photos", "", s, "photos", s, "active_photo", rows=3)
+            col = row.column(align=True)
+            col.operator("glvd.add_photo", icon="ADD", text="")
+            col.operator("glvd.remove_photo", icon="REMOVE", text="")
+            if s.photos and 0 <= s.active_photo < len(s.photos):
+                layout.prop(s.photos[s.active_photo], "mask")
+        col = layout.column(align=True)
+        col.prop(s, "iterations")
+        col.prop(s, "clip")
+        col.prop(s, "seed")
+        col.prop(s, "fov")
+        layout.prop(s, "device")
+        ok, msg = core.device_report()
+        layout.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
+        layout.prop(s, "model_path")
+        col = layout.column(heading="Create")
+        col.prop(s, "add_keypoints")
+        col.prop(s, "keyframe_descent")
+        sub = col.row()
+        sub.enabled = s.keyframe_descent
+        sub.prop(s, "frames_per_step")
+        col.prop(s, "add_cameras")
+        col.prop(s, "smooth_shading")
+        row = layout.row()
+        row.scale_y = 1.5
+        row.enabled = ok
+        row.operator("glvd.reconstruct", icon="USER")
+        if s.status:
+            layout.label(text=s.status)

@@ -1,0 +1,34 @@
+import bpy
+from bpy.props import StringProperty
+
+from . import core
+
+
+def _env_changed(self, context):
+    err = core.use_environment(self.python_environment)
+    if err:
+        print(f"GLVD: {err}")
+
+
+class GLVD_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    python_environment: StringProperty(
+        name="Python environment",
+        description="site-packages folder of a Python 3.11 environment with torch, opencv-python-headless, "
+                    "mediapipe and pillow (for example the .venv made by scripts/setup.sh)",
+        subtype="DIR_PATH", default="", update=_env_changed)
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "python_environment")
+        ok, msg = core.device_report()
+        col.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
+        col.label(text="PyTorch is too large to bundle: point this at an environment made with scripts/setup.sh,")
+        col.label(text="or with 'pip install torch==2.13.0 opencv-python-headless==4.11.0.86 pillow' (+ mediapipe==0.10.21).")
+
+
+def preferences(context=None):
+    ctx = context or bpy.context
+    addon = ctx.preferences.addons.get(__package__)
+    return addon.preferences if addon else None

@@ -1,0 +1,47 @@
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+
+class GLVD_PG_photo(bpy.types.PropertyGroup):
+    filepath: StringProperty(name="Photo", subtype="FILE_PATH")
+    mask: StringProperty(name="Mask", description="Optional head mask (white = head)", subtype="FILE_PATH")
+
+
+class GLVD_PG_settings(bpy.types.PropertyGroup):
+    photos: CollectionProperty(type=GLVD_PG_photo)
+    active_photo: IntProperty(default=0)
+    use_camera_backgrounds: BoolProperty(
+        name="Use Selected Cameras",
+        description="Use the background images of the selected cameras as the photos, with those cameras "
+                    "(multi-view with your own calibrated cameras)", default=False)
+    iterations: IntProperty(name="Iterations", default=10, min=0, max=100)
+    clip: FloatProperty(name="Clip", description="Largest move of a point per step (normalised units)",
+                        default=0.1, min=0.001, max=1.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    fov: FloatProperty(name="Field of View", description="Field of view of uncalibrated photos without EXIF "
+                       "focal length, across the longer side", default=40.0, min=5.0, max=120.0)
+    device: EnumProperty(name="Device", items=[("auto", "Auto", "CUDA when available"), ("cpu", "CPU", ""),
+                                               ("cuda", "CUDA", "")], default="auto")
+    model_path: StringProperty(name="Model", description="GLVD model file (empty: the bundled model)",
+                               subtype="FILE_PATH", default="")
+    add_keypoints: BoolProperty(name="Keypoint Empties", default=True)
+    keyframe_descent: BoolProperty(name="Keyframe the Descent", default=True)
+    frames_per_step: IntProperty(name="Frames per Step", default=5, min=1, max=100)
+    add_cameras: BoolProperty(name="Photo Cameras", description="A camera per photo with the photo as background",
+                              default=True)
+    smooth_shading: BoolProperty(name="Smooth Shading", default=True)
+    status: StringProperty(default="")
+
+
+def settings(context) -> GLVD_PG_settings:
+    return context.scene.glvd
+
+
+def register_pointer():
+    bpy.types.Scene.glvd = PointerProperty(type=GLVD_PG_settings)
+
+
+def unregister_pointer():
+    if hasattr(bpy.types.Scene, "glvd"):
+        del bpy.types.Scene.glvd

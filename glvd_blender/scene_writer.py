@@ -1,0 +1,213 @@
+"""Turn a glvd_core ``Reconstruction`` into Blender data — the only place that knows both.
+
+Frames: glvd_core speaks OpenCV (x right, y down, z forward). ``to_blender`` (4x4) maps the
+reconstruction's output frame into Blender world coordinates:
+- ``camera_frame_to_blender(result)``: one uncalibrated photo. Blender Z up, the photo's camera
+  looks along +Y, the head's centroid at the origin (so the face looks toward -Y: Front view).
+- ``HEAD_FRAME_TO_BLENDER``: cameras estimated from landmarks (head frame, ICT axes, y up).
+- identity: cameras taken from Blender cameras or a cameras.json in the user's own world.
+Cameras are placed with the same matrix, so looking through one overlays the mesh on its photo.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+CV_TO_BLENDER_AXES = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])   # x, z, -y
+HEAD_FRAME_TO_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])  # x, -z, y
+CV_CAM_TO_BLENDER_CAM = np.diag([1.0, -1.0, -1.0])
+
+
+def camera_frame_to_blender(final_vertices: np.ndarray) -> np.ndarray:
+    M = np.eye(4)
+    M[:3, :3] = CV_TO_BLENDER_AXES
+    M[:3, 3] = -CV_TO_BLENDER_AXES @ final_vertices.mean(0)
+    return M
+
+
+def _apply(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return (np.asarray(pts, np.float64) @ M[:3, :3].T + M[:3, 3]).astype(np.float32)
+
+
+def camera_matrix_world(cam, M: np.ndarray) -> np.ndarray:
+    """Blender matrix_world of a glvd_core (OpenCV) camera after the frame map M."""
+    C = np.eye(4)
+    C[:3, :3] = (CV_CAM_TO_BLENDER_CAM @ cam.R).T  # Blender camera axes in the output frame
+    C[:3, 3] = cam.center_world
+    return M @ C
+
+
+def blender_camera_to_cv(obj, width: int, height: int):
+    """glvd_core Camera (OpenCV, Blender world) from a Blender camera object and image size."""
+    from .core import glvd_core
+
+    Camera = glvd_core().cameras.Camera
+    mw = np.array(obj.matrix_world, np.float64)
+    Rbw = mw[:3, :3] / np.linalg.norm(mw[:3, :3], axis=0)  # camera->world rotation (no scale)
+    R = CV_CAM_TO_BLENDER_CAM @ Rbw.T
+    t = -R @ mw[:3, 3]
+    d = obj.data
+    if d.type != "PERSP":
+        raise ValueError(f"camera {obj.name}: only perspective cameras are supported")
+    if d.sensor_fit == "VERTICAL":
+        side, sensor = height, d.sensor_height
+    elif d.sensor_fit == "HORIZONTAL":
+        side, sensor = width, d.sensor_width
+    else:  # AUTO: the sensor width spans the longer image side
+        side, sensor = max(width, height), d.sensor_width
+    f = d.lens / sensor * side
+    cx = (width - 1) / 2 - d.shift_x * side
+    cy = (height - 1) / 2 + d.shift_y * side
+    return Camera(R, t, [[f, 0, cx], [0, f, cy], [0, 0, 1]], width, height)
+
+
+def _setup_camera_data(cd, cam):
+    side = max(cam.width, cam.height)
+    cd.sensor_fit = "AUTO"
+    cd.sensor_width = 36.0
+    cd.lens = float(cam.K[0, 0] / side * 36.0)
+    cd.shift_x = float(-(cam.K[0, 2] - (cam.width - 1) / 2) / side)
+    cd.shift_y = float((cam.K[1, 2] - (cam.height - 1) / 2) / side)
+    cd.clip_start = 0.01
+    cd.clip_end = 100.0
+
+
+def _linear(id_data):
+    ad = id_data.animation_data
+    if ad is None or ad.action is None:
+        return
+    act = ad.action
+    curves = []
+    if hasattr(act, "fcurves"):  # Blender < 5.0 (classic / layered with legacy accessor)
+        curves = list(act.fcurves)
+    else:  # Blender 5.0: slotted actions
+        from bpy_extras.anim_utils import action_ensure_channelbag_for_slot
+
+        curves = list(action_ensure_channelbag_for_slot(act, ad.action_slot).fcurves)
+    for fc in curves:
+        for kp in fc.keyframe_points:
+            kp.interpolation = "LINEAR"
+
+
+def write_reconstruction(scene, result, photos: list, to_blender: np.ndarray, *, name: str = "GLVD Face",
+                         add_keypoints=True, keyframe_descent=True, frames_per_step=5, add_cameras=True,
+                         smooth_shading=True) -> dict:
+    """Create the face mesh, keypoint empties, descent shape keys/keyframes and photo cameras.
+
+    Everything goes into a new collection; on any error all of it is removed again and the
+    error re-raised, so the scene is left as it was."""
+    created = {"objects": [], "meshes": [], "cameras": [], "images": [], "collections": [], "actions": []}
+    try:
+        return _write(scene, result, photos, to_blender, name, add_keypoints, keyframe_descent, frames_per_step,
+                      add_cameras, smooth_shading, created)
+    except BaseException:
+        _remove(created)
+        raise
+
+
+def _remove(created):
+    for o in created["objects"]:
+        bpy.data.objects.remove(o, do_unlink=True)
+    for m in created["meshes"]:
+        bpy.data.meshes.remove(m)
+    for c in created["cameras"]:
+        bpy.data.cameras.remove(c)
+    for i in created["images"]:
+        bpy.data.images.remove(i)
+    for c in created["collections"]:
+        bpy.data.collections.remove(c)
+    for a in created["actions"]:
+        bpy.data.actions.remove(a)
+
+
+def _write(scene, result, photos, M, name, add_keypoints, keyframe_descent, fps, add_cameras, smooth, created):
+    V = result.vertices
+    T = V.shape[0] - 1
+    faces = np.asarray(result.faces, np.int32)
+    col = bpy.data.collections.new("GLVD Reconstruction")
+    created["collections"].append(col)
+    scene.collection.children.link(col)
+
+    me = bpy.data.meshes.new(name)
+    created["meshes"].append(me)
+    final = _apply(M, V[-1])
+    me.vertices.add(len(final))
+    me.vertices.foreach_set("co", final.ravel())
+    me.loops.add(faces.size)
+    me.loops.foreach_set("vertex_index", faces.ravel())
+    me.polygons.add(len(faces))
+    me.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    uv = me.uv_layers.new(name="UVMap")
+    uv.data.foreach_set("uv", np.asarray(result.uvs, np.float32)[faces.ravel()].ravel())
+    me.polygons.foreach_set("use_smooth", np.full(len(faces), bool(smooth)))
+    me.update(calc_edges=True)
+    face = bpy.data.objects.new(name, me)
+    created["objects"].append(face)
+    col.objects.link(face)
+    face["glvd"] = dict(frame=result.frame, iterations=T, model=str(result.info.get("model", "")),
+                        seed=int(result.info.get("seed", 0)))
+
+    start = scene.frame_start
+    if keyframe_descent and T > 0:
+        # absolute shape keys: a 'final' reference, then step_00 ... step_T; eval_time keyed so that
+        # frame start + s * fps shows step s exactly
+        face.shape_key_add(name="final", from_mix=False)
+        for s in range(T + 1):
+            kb = face.shape_key_add(name=f"step_{s:02d}", from_mix=False)
+            kb.data.foreach_set("co", _apply(M, V[s]).ravel())
+        key = me.shape_keys
+        key.use_relative = False
+        for s in range(T + 1):
+            key.eval_time = key.key_blocks[f"step_{s:02d}"].frame
+            key.keyframe_insert("eval_time", frame=start + s * fps)
+        created["actions"].append(key.animation_data.action)
+        _linear(key)
+        scene.frame_end = max(scene.frame_end, start + T * fps)
+
+    if add_keypoints:
+        K = result.keypoints
+        for j in range(K.shape[1]):
+            e = bpy.data.objects.new(f"GLVD Keypoint {j:02d}", None)
+            created["objects"].append(e)
+            e.empty_display_type = "SPHERE"
+            e.empty_display_size = 0.003
+            col.objects.link(e)
+            e.parent = face
+            e["template_vertex"] = int(result.keypoint_indices[j])
+            traj = np.stack([_apply(M, K[s, j:j + 1])[0] for s in range(T + 1)])
+            if keyframe_descent and T > 0:
+                for s in range(T + 1):
+                    e.location = traj[s].tolist()
+                    e.keyframe_insert("location", frame=start + s * fps)
+                created["actions"].append(e.animation_data.action)
+                _linear(e)
+            e.location = traj[-1].tolist()
+
+    if add_cameras:
+        for i, cam in enumerate(result.cameras):
+            cd = bpy.data.cameras.new(f"GLVD Camera {i}")
+            created["cameras"].append(cd)
+            _setup_camera_data(cd, cam)
+            co = bpy.data.objects.new(f"GLVD Camera {i}", cd)
+            created["objects"].append(co)
+            col.objects.link(co)
+            from mathutils import Matrix
+
+            co.matrix_world = Matrix(camera_matrix_world(cam, M).tolist())
+            if i < len(photos) and photos[i]:
+                img = bpy.data.images.load(str(photos[i]), check_existing=True)
+                created["images"].append(img)
+                bg = cd.background_images.new()
+                bg.image = img
+                bg.alpha = 0.6
+                cd.show_background_images = True
+            if i == 0:
+                scene.render.resolution_x, scene.render.resolution_y = int(cam.width), int(cam.height)
+                scene.render.resolution_percentage = 100
+                if scene.camera is None:
+                    scene.camera = co
+    if keyframe_descent and T > 0:
+        scene.frame_set(start + T * fps)
+    return {"face": face, "collection": col, "objects": list(created["objects"])}
+

@@ -1,0 +1,138 @@
+"""Batch reconstruction into .blend files and exports.
+
+    blender -b --python-exit-code 1 --python scripts/batch.py -- --input PATH [PATH ...] --output DIR
+            [--formats blend,obj,glb] [--views-per-subject N] [--skip-existing] [--model PATH] [--device auto]
+    python scripts/batch.py --input ... --output ...          (with the bpy module)
+
+A PATH is a photo, or a folder: of photos (one reconstruction each) or, with
+--views-per-subject N > 1, of one subject's N photos (one multi-view reconstruction). Per
+input: NAME.blend with everything the panel's operator makes, and the requested exports.
+``report.json`` (per input: status, message, seconds, outputs) is rewritten after every input.
+Every file is written under a temporary name and renamed. A bad input is reported and
+skipped; the exit code is 1 if any input failed, after all good ones are written.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _blender_args import script_args, use_checkout  # noqa: E402
+
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def collect(inputs, views_per_subject):
+    jobs = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            photos = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXT and "_mask" not in f.stem)
+            if views_per_subject > 1:
+                jobs.append((p.name, photos[:views_per_subject], p))
+            else:
+                jobs += [(f.stem, [f], f) for f in photos]
+        else:
+            jobs.append((p.stem, [p], p))
+    return jobs
+
+
+def atomic_json(path, obj):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def export(fmt, path: Path):
+    import bpy
+
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if fmt == "blend":
+        bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
+    elif fmt == "obj":
+        bpy.ops.wm.obj_export(filepath=str(tmp), export_selected_objects=True, export_materials=False,
+                              forward_axis="NEGATIVE_Z", up_axis="Y")
+    elif fmt == "glb":
+        bpy.ops.export_scene.gltf(filepath=str(tmp), export_format="GLB", use_selection=True)
+    elif fmt == "fbx":
+        bpy.ops.export_scene.fbx(filepath=str(tmp), use_selection=True)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    os.replace(tmp, path)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(prog="batch.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", nargs="+", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--formats", default="blend,obj,glb")
+    ap.add_argument("--views-per-subject", type=int, default=1)
+    ap.add_argument("--skip-existing", action="store_true")
+    ap.add_argument("--model", default="")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--iterations", type=int, default=10)
+    a = ap.parse_args(argv)
+    formats = [f.strip() for f in a.formats.split(",") if f.strip()]
+    ext = {"blend": ".blend", "obj": ".obj", "glb": ".glb", "fbx": ".fbx"}
+    bad = [f for f in formats if f not in ext]
+    if bad:
+        ap.error(f"unknown format(s): {', '.join(bad)} (choose from {', '.join(ext)})")
+
+    use_checkout()
+    import bpy
+
+    import glvd_blender
+    from glvd_blender import ops
+
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = collect(a.input, a.views_per_subject)
+    report = dict(command=sys.argv, formats=formats, results=[])
+    glvd_blender.register()
+    failed = 0
+    try:
+        for i, (name, photos, src) in enumerate(jobs):
+            t0 = time.time()
+            outputs = {f: out / f"{name}{ext[f]}" for f in formats}
+            entry = dict(input=str(src), name=name, outputs={k: str(v) for k, v in outputs.items()})
+            if a.skip_existing and all(p.exists() for p in outputs.values()):
+                entry.update(status="skipped", message="outputs exist", seconds=0.0)
+            else:
+                try:
+                    bpy.ops.wm.read_factory_settings(use_empty=True)
+                    s = bpy.context.scene.glvd
+                    s.model_path, s.device, s.iterations = a.model, a.device, a.iterations
+                    for p in photos:
+                        s.photos.add().filepath = str(Path(p).resolve())
+                    if not photos:
+                        raise ValueError(f"{src}: no photos")
+                    job = ops.gather(bpy.context)
+                    job.run()
+                    if job.error:
+                        raise RuntimeError(job.error)
+                    ops.write(bpy.context, job)
+                    for f, p in outputs.items():
+                        export(f, p)
+                    entry.update(status="ok", message="; ".join(job.result.info.get("notes", [])),
+                                 seconds=round(time.time() - t0, 3))
+                except Exception as e:  # noqa: BLE001 - reported per input, the batch goes on
+                    failed += 1
+                    entry.update(status="error", message=str(e) or type(e).__name__, seconds=round(time.time() - t0, 3))
+            report["results"].append(entry)
+            atomic_json(out / "report.json", report)
+            w = 30
+            f_ = int(w * (i + 1) / len(jobs))
+            print(f"[{'#' * f_}{'.' * (w - f_)}] {i + 1}/{len(jobs)} {name}: {entry['status']}"
+                  + (f" ({entry['message']})" if entry["status"] == "error" else ""), flush=True)
+    finally:
+        glvd_blender.unregister()
+    print(f"{len(jobs) - failed} of {len(jobs)} inputs done; report: {out / 'report.json'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    rc = main(script_args())
+    if rc:
+        sys.exit(rc)
