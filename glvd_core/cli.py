@@ -126,10 +126,11 @@ def _evaluate(a) -> int:
     models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device)}
     if a.lvd_weights:
         models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
-    table = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap)
-    print(format_table(table, a.views, note="; oracle 2D landmarks (projected GT)"))
+    res = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap,
+                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step)
+    print(format_table(res))
     if a.json:
-        save_json(a.json, dict(views=a.views, data=str(a.data), table=table))
+        save_json(a.json, dict(data=str(a.data), command=" ".join(sys.argv), **res))
     return 0
 
 
@@ -219,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write a summary (cameras, timings) to this .json")
     p.add_argument("--no-detect", action="store_true", help="skip face detection (use the whole photo, no heatmaps)")
     p.set_defaults(func=_reconstruct)
-    p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template")
+    p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template, 3DMM fit")
     p.add_argument("--data", required=True)
     p.add_argument("--weights", default=None)
     p.add_argument("--lvd-weights", default=None, help="a model trained with --set encoding=none")
@@ -227,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-scenes", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
+    p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
+    p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")

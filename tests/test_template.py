@@ -120,3 +120,11 @@ def test_default_keypoints_are_18(template):
 def test_landmarks_are_mirror_partners(template):
     """Mirror augmentation relies on it: the mirror of landmark j's vertex is landmark mirror68[j]'s."""
     np.testing.assert_array_equal(template.symmetry[template.landmarks68], template.landmarks68[template.mirror68])
+
+
+def test_from_ict_handles_batches(template, ict):
+    rng = np.random.default_rng(1)
+    a, b = ict.shape(rng.normal(0, 1, 100)), ict.shape(None, rng.uniform(0, 1, 57))
+    batch = template.from_ict(np.stack([a, b]))
+    np.testing.assert_allclose(batch[1], template.from_ict(b), atol=1e-7)
+    assert template.from_ict(ict.identity_modes_m[:3]).shape == (3, 7225, 3)

@@ -77,12 +77,10 @@ class Template:
     def from_ict(self, ict_vertices: np.ndarray) -> np.ndarray:
         """Map ICT-topology vertices (26719, 3) (or a batch (..., 26719, 3)) onto the template."""
         x = np.asarray(ict_vertices, np.float64)
-        w = self.ict_weights
-        rows = np.repeat(np.arange(self.num_vertices), np.diff(self.ict_indptr))
-        gathered = x[..., self.ict_indices, :] * w[:, None]
-        out = np.zeros(x.shape[:-2] + (self.num_vertices, 3))
-        np.add.at(out, (..., rows, slice(None)), gathered) if x.ndim > 2 else np.add.at(out, rows, gathered)
-        return out.astype(np.float32)
+        lead = x.shape[:-2]
+        flat = np.moveaxis(x.reshape((-1,) + x.shape[-2:]), 0, 1).reshape(x.shape[-2], -1)  # (26719, B*3)
+        out = np.asarray(self.ict_map @ flat).reshape(self.num_vertices, -1, 3)
+        return np.moveaxis(out, 1, 0).reshape(lead + (self.num_vertices, 3)).astype(np.float32)
 
     def keypoint_indices(self, k: int = 18) -> np.ndarray:
         """Template vertex ids of the K-keypoint subset (K in 5, 9, 18, 68)."""
