@@ -127,7 +127,7 @@ def _evaluate(a) -> int:
     if a.lvd_weights:
         models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
     res = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap,
-                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step)
+                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step, start=a.start)
     print(format_table(res))
     if a.json:
         save_json(a.json, dict(data=str(a.data), command=" ".join(sys.argv), **res))
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
     p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
+    p.add_argument("--start", default="template", choices=["template", "posed"], help="descent start (see reconstruct)")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")
@@ -241,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect-landmarks", help="run the landmark detector on a dataset's renders and cache it")
     p.add_argument("--data", required=True)
     p.set_defaults(func=_detect_landmarks)
+    p = sub.add_parser("bench", help="time preprocessing, encoders, descent steps and whole reconstructions")
+    p.add_argument("--config", nargs="+", default=["lite", "paper"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=lambda a: __import__("glvd_core.bench", fromlist=["main_bench"]).main_bench(a))
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=123)

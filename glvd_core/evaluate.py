@@ -137,7 +137,7 @@ def error_heatmap_png(path, template: Template, per_vertex_mm: np.ndarray, vmax_
 
 def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
              heatmap: str | None = None, oracle_landmarks: bool = False, baselines: bool = True,
-             per_step: bool = False, log=print) -> dict:
+             per_step: bool = False, start: str = "template", log=print) -> dict:
     """Run each model (name -> Reconstructor) and the baselines on a dataset's scenes.
 
     The real pipeline: 2D landmarks from the detector (``oracle_landmarks``: projected GT), the
@@ -181,7 +181,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
                                                                          cams[0].width, cams[0].height)])
         preds = {}
         for name, rec in models.items():
-            r = rec.reconstruct(imgs, masks, landmarks=lms, **kw)
+            r = rec.reconstruct(imgs, masks, landmarks=lms, start=start, **kw)
             preds[name] = (r.final_vertices, r.timings["total"])
             if per_step:
                 steps[name].append([chamfer_mm(gt, v, tpl, align=True, n_points=5000)[0] for v in r.vertices])
@@ -207,7 +207,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
                         chamfer_aligned_median_mm=float(np.median(r["aligned"])),
                         seconds_per_face=float(np.mean(r["seconds"])), scenes=len(r["raw"]))
              for name, r in rows.items() if r["raw"]}
-    out = dict(table=table, skipped_no_face=skipped, scenes_tried=n, views=views,
+    out = dict(table=table, skipped_no_face=skipped, scenes_tried=n, views=views, start=start,
                landmarks="oracle (projected GT)" if oracle_landmarks else "detector (MediaPipe)")
     if per_step:
         out["per_step_aligned_mm"] = {k: np.mean(v, 0).tolist() for k, v in steps.items() if v}

@@ -99,6 +99,7 @@ class PreparedView:
     mask: np.ndarray    # (S, S) uint8
     camera: Camera      # camera of the network input
     landmarks: np.ndarray | None  # (68, 2) network-input pixels or None
+    pose: object = None  # HeadPose from PnP (head frame -> this camera), when landmarks exist
 
 
 def _as_rgb(img, where) -> np.ndarray:
@@ -229,7 +230,7 @@ class Reconstructor:
             cams = list(cameras)
         views = []
         for i in range(V):
-            crop = None
+            crop, pose = None, None
             if lms[i] is not None:
                 try:
                     pose = solve_pnp(lms[i], cams[i], self.template)
@@ -239,12 +240,13 @@ class Reconstructor:
                 except ValueError as e:
                     notes.append(f"{names[i]}: {e}; using the whole photo")
             views.append(prepare_view(imgs[i], ms[i], cams[i], lms[i], self.cfg.image_size, names[i], crop))
+            views[-1].pose = pose
         return views, cams, notes
 
     @torch.inference_mode()
     def reconstruct(self, images, masks=None, cameras=None, iterations: int = 10, clip: float | None = None,
                     seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None, intrinsics=None,
-                    detect: bool = True, names=None) -> Reconstruction:
+                    detect: bool = True, names=None, start: str = "template") -> Reconstruction:
         """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
 
         Args:
@@ -263,6 +265,8 @@ class Reconstructor:
             intrinsics: optional per-image :class:`Camera` giving K only (e.g. from EXIF).
             detect: detect faces when no landmarks are given (False: use the whole photo).
             names: per-image names for messages (file names).
+            start: "template" (the frontal template at the head centre, as trained) or "posed"
+                (the template at view 0's PnP head pose; needs landmarks).
         """
         if iterations < 0:
             raise ValueError("iterations must be >= 0")
@@ -326,6 +330,15 @@ class Reconstructor:
                               "world" if world else "camera", timings,
                               info=dict(model=self.source, config=cfg.name, device=str(self.device), seed=int(seed),
                                         clip=clip, views=len(views), notes=notes))
+
+    def _posed_start(self, view: PreparedView, frame: Frame, world: bool) -> np.ndarray:
+        """Template at the PnP head pose of view 0, in the normalised frame (single view: placed
+        at the nominal depth, like the training targets)."""
+        T = self.template.vertices_m.astype(np.float64)
+        X = (T - T.mean(0)) @ view.pose.R.T + view.pose.t  # view-0 camera coordinates
+        if not world:
+            X *= frame.c_cam0[2] / view.pose.t[2]
+        return (X - frame.c_cam0) / frame.scale_m
 
     @staticmethod
     def _output_map(frame: Frame, world: bool):

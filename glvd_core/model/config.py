@@ -46,6 +46,9 @@ class GLVDConfig:
     targets_per_query: int = 0       # vertex targets per scene (0 = all 7225; else this many random rows
                                      # shared by the scene's queries, plus each query's own row)
     kp_noise_sigma: float = 0.02     # GT keypoint noise (normalised units); 3 sigma along camera depth
+    own_row_weight: float = 0.5      # share of the vertex loss on each query's own row — the diagonal the
+                                     # descent uses (our decision: with 1/N of the loss it trains
+                                     # 8x worse than the other rows; measured, see docs/RESULTS.md)
     feature_dropout: float = 0.1     # binary dropout on F_v
     landmark_noise_px: float = 2.0   # noise on projected GT landmarks (input pixels) for heatmaps
     lambda_dir: float = 0.5          # Eq. 3 directional term

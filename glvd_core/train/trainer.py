@@ -282,18 +282,18 @@ class Trainer:
             keep = (torch.rand(B, V, Q, cfg.fv_dim, generator=gen) >= cfg.feature_dropout).to(self.device)
             mask = keep.float() / (1 - cfg.feature_dropout)
         h = self.model.vertex_hidden(fv, B, V, q, kps, b.A, b.b, b.K, dropout_mask=mask)
+        own_gt = torch.gather(b.gt_vertices, 1, own[..., None].expand(-1, -1, 3))
+        own_loss = displacement_loss(self.model.net.g_v.head(h, own), clipped(own_gt - q, cfg.clip), cfg)
         if cfg.targets_per_query and cfg.targets_per_query < N:
-            # each query's own row (the diagonal used at inference) + S random rows shared per scene
+            # S random rows shared by the scene's queries (one matmul)
             tgt = torch.randint(0, N, (B, cfg.targets_per_query), generator=gen).to(self.device)
-            pred = torch.cat([self.model.net.g_v.head(h, own).unsqueeze(2), self.model.net.g_v.head_shared(h, tgt)], 2)
-            own_gt = torch.gather(b.gt_vertices, 1, own[..., None].expand(-1, -1, 3)).unsqueeze(2)
-            tgt_gt = torch.gather(b.gt_vertices, 1, tgt[..., None].expand(-1, -1, 3)).unsqueeze(1).expand(-1, Q, -1, -1)
-            gt = torch.cat([own_gt, tgt_gt], 2)
+            pred = self.model.net.g_v.head_shared(h, tgt)
+            gt = torch.gather(b.gt_vertices, 1, tgt[..., None].expand(-1, -1, 3)).unsqueeze(1)
         else:
             pred = self.model.net.g_v.head(h)
             gt = b.gt_vertices[:, None]
-        target = clipped(gt - q[:, :, None], cfg.clip)
-        return displacement_loss(pred, target, cfg)
+        rows_loss = displacement_loss(pred, clipped(gt - q[:, :, None], cfg.clip), cfg)
+        return cfg.own_row_weight * own_loss + (1 - cfg.own_row_weight) * rows_loss
 
 
 def vertex_normals_t(v: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,157 @@
+"""``python -m glvd_core bench``: warm-up, then median and spread over repeated runs of
+preprocessing, encoders, one descent step (diagonal and the naive full N x N x 3 output), the
+whole reconstruction for 1 and 3 views, and a batch of faces; JSON report with device,
+versions and command."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .model.config import get_config
+from .model.glvd import GLVD, landmark_heatmaps
+
+
+def _stats(ts):
+    a = np.array(ts) * 1000
+    return dict(median_ms=float(np.median(a)), p25_ms=float(np.percentile(a, 25)), p75_ms=float(np.percentile(a, 75)),
+                min_ms=float(a.min()), runs=len(a))
+
+
+def timeit(fn, runs, warmup=2, sync=lambda: None):
+    for _ in range(warmup):
+        fn()
+    sync()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return _stats(ts)
+
+
+def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
+    """Reference: evaluate g_v's full (N, N, 3) output for every vertex, then take the diagonal."""
+    from .model.glvd import clip_norm
+
+    B, V = feats.B, feats.V
+    kidx = torch.arange(k.shape[1], device=k.device).expand(B, -1)
+    dk = clip_norm(model.net.g_k.head(model.keypoint_hidden(feats.fk, B, V, k, A, b, K), kidx), clip)
+    h = model.vertex_hidden(feats.fv, B, V, v, k, A, b, K)
+    N = v.shape[1]
+    out = []
+    for s in range(0, N, 1024):  # (chunk, N, 3) at a time; the diagonal of the full output
+        full = model.net.g_v.head(h[:, s:s + 1024])
+        out.append(full[:, torch.arange(full.shape[1]), torch.arange(s, s + full.shape[1])])
+    dv = clip_norm(torch.cat(out, 1), clip)
+    return v + dv, k + dk
+
+
+def run_bench(configs=("lite", "paper"), device="auto", runs=20, batch=32, photo=None, log=print) -> dict:
+    from . import load_template
+    from .reconstruct import Reconstructor
+    from .train.trainer import resolve_device
+
+    dev = resolve_device(device)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    tpl = load_template()
+    report = dict(command=" ".join(sys.argv), device=str(dev),
+                  device_name=torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or platform.machine(),
+                  threads=torch.get_num_threads(), torch=torch.__version__, numpy=np.__version__,
+                  python=platform.python_version(), runs=runs, results={})
+    if photo is None:
+        from skimage import data
+
+        photo = np.ascontiguousarray(data.astronaut())
+    from .preprocess import MediaPipeFaces
+
+    report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
+    lms = [MediaPipeFaces.detect(photo, segment=False).landmarks68]
+    for name in configs:
+        cfg = get_config(name)
+        torch.manual_seed(0)
+        rec = Reconstructor(GLVD(cfg, tpl), tpl, dev, source=f"untrained:{name}")
+        m = rec.model
+        res = {}
+        S = cfg.image_size
+        with torch.inference_mode():
+            for V in (1, 3):
+                img = torch.rand(1, V, 3, S, S, device=dev)
+                msk = torch.ones(1, V, 1, S, S, device=dev)
+                hm = landmark_heatmaps(torch.rand(1, V, 68, 2, device=dev) * S, torch.ones(1, V, 68, dtype=torch.bool, device=dev),
+                                       S, cfg.feature_size, cfg.heatmap_sigma_px)
+                res[f"encoders_{V}view"] = timeit(lambda: m.encode(img, msk, hm), runs, sync=sync)
+                feats = m.encode(img, msk, hm)
+                A = torch.eye(3, device=dev).expand(1, V, 3, 3) * cfg.frame_scale_m
+                b = torch.tensor([0, 0, 0.6], device=dev).expand(1, V, 3)
+                K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(1, V, 3, 3)
+                v = m.vertex_init[None].clone()
+                k = torch.rand(1, cfg.num_keypoints, 3, device=dev) - 0.5
+                m.net.g_v.freeze_last(True)
+                m.net.g_k.freeze_last(True)
+                res[f"descent_step_{V}view"] = timeit(lambda: m.step(feats, v, k, A, b, K, cfg.clip), runs, sync=sync)
+                m.net.g_v.freeze_last(False)
+                m.net.g_k.freeze_last(False)
+                if V == 1:
+                    res["naive_full_output_step_1view"] = timeit(
+                        lambda: full_output_step(m, feats, v, k, A, b, K, cfg.clip), max(3, runs // 5), warmup=1, sync=sync)
+            # whole reconstruction through the public API (1 and 3 views, landmarks given)
+            cams = None
+            res["reconstruct_1view"] = timeit(lambda: rec.reconstruct([photo], landmarks=lms), runs, sync=sync)
+            from .cameras import Camera, look_at_rotation
+
+            cams = [Camera.from_fov(512, 512, 40, R=look_at_rotation(a, 0, 0), t=[0, 0, 0.6]) for a in (-30, 0, 30)]
+            res["reconstruct_3view"] = timeit(lambda: rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3),
+                                              max(5, runs // 2), sync=sync)
+            # a batch of faces through the batched model (encoders + 10 steps)
+            Bn = batch
+            img = torch.rand(Bn, 1, 3, S, S, device=dev)
+            msk = torch.ones(Bn, 1, 1, S, S, device=dev)
+            hm = torch.zeros(Bn, 1, 68, cfg.feature_size, cfg.feature_size, device=dev)
+            A = torch.eye(3, device=dev).expand(Bn, 1, 3, 3) * cfg.frame_scale_m
+            b = torch.tensor([0, 0, 0.6], device=dev).expand(Bn, 1, 3)
+            K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(Bn, 1, 3, 3)
+
+            def batch_run():
+                f = m.encode(img, msk, hm)
+                vv = m.vertex_init[None].expand(Bn, -1, -1).clone()
+                kk = torch.rand(Bn, cfg.num_keypoints, 3, device=dev) - 0.5
+                for _ in range(10):
+                    vv, kk = m.step(f, vv, kk, A, b, K, cfg.clip)
+                return vv
+
+            m.net.g_v.freeze_last(True)
+            m.net.g_k.freeze_last(True)
+            st = timeit(batch_run, max(3, runs // 5), warmup=1, sync=sync)
+            m.net.g_v.freeze_last(False)
+            m.net.g_k.freeze_last(False)
+            st["faces_per_second"] = Bn / (st["median_ms"] / 1000)
+            res[f"batch_{Bn}_faces_10_steps"] = st
+        res["diagonal_speedup_vs_full_output"] = (res["naive_full_output_step_1view"]["median_ms"]
+                                                  / res["descent_step_1view"]["median_ms"])
+        res["peak_rss_mb_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if dev.type == "cuda":
+            res["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        report["results"][name] = res
+        log(f"{name}: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in res.items() if isinstance(v, dict)))
+    return report
+
+
+def main_bench(a) -> int:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch)
+    text = json.dumps(rep, indent=1)
+    if a.json:
+        from .io import atomic_write_bytes
+
+        atomic_write_bytes(a.json, text.encode())
+    print(text)
+    return 0
