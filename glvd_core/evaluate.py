@@ -52,14 +52,36 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     return out
 
 
-def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16) -> np.ndarray:
-    """Exact distance (P,) from each point to a triangle mesh (candidates: k nearest centroids)."""
+def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16,
+                  return_points: bool = False):
+    """Exact distance (P,) from each point to a triangle mesh (candidates: k nearest centroids);
+    with ``return_points`` also the closest points (P, 3)."""
     v = np.asarray(vertices, np.float64)
     cent = v[faces].mean(1)
     _, cand = cKDTree(cent).query(points, k=min(k, len(faces)))
     tri = faces[cand]
     q = closest_point_on_triangles(points[:, None, :], v[tri[..., 0]], v[tri[..., 1]], v[tri[..., 2]])
-    return np.linalg.norm(q - points[:, None, :], axis=-1).min(1)
+    d = np.linalg.norm(q - points[:, None, :], axis=-1)
+    best = d.argmin(1)
+    if return_points:
+        return d[np.arange(len(d)), best], q[np.arange(len(d)), best]
+    return d[np.arange(len(d)), best]
+
+
+def chamfer_scan_mm(gt_points: np.ndarray, gt_landmarks: np.ndarray, pred_vertices: np.ndarray, template: Template,
+                    align: bool = True, icp_iters: int = 20) -> float:
+    """Chamfer GT scan points -> prediction (mm) for GT without template correspondence: similarity
+    from the 68 landmarks (prediction's landmark vertices -> scan landmarks), refined by ICP."""
+    pred = np.asarray(pred_vertices, np.float64)
+    if align:
+        s, R, t = umeyama(pred[template.landmarks68], gt_landmarks)
+        pred = s * pred @ R.T + t
+        faces = template.faces
+        for _ in range(icp_iters):
+            _, q = point_to_mesh(gt_points, pred, faces, return_points=True)
+            s, R, t = umeyama(q, gt_points)
+            pred = s * pred @ R.T + t
+    return float(point_to_mesh(gt_points, pred, template.faces).mean() * 1000)
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True):
@@ -171,12 +193,19 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
             raise ValueError(f"{s.path}: {len(s.images)} views, {views} requested")
         imgs, masks, cams = s.images[:views], s.masks[:views], s.cameras[:views]
         try:
-            lms = ([c.project(s.vertices_m[tpl.landmarks68]) for c in cams] if oracle_landmarks else
+            lms = ([c.project(lm3) for c in cams] if oracle_landmarks else
                    [MediaPipeFaces.detect(im, where=f"{s.path.name}", segment=False).landmarks68 for im in imgs])
         except InputError:
             skipped += 1
             continue
-        gt = s.vertices_m if views > 1 else cams[0].world_to_camera(s.vertices_m)
+        scan = "points_m" in s.extras
+        if scan:  # a real scan: GT points without template correspondence
+            to_out = (lambda X: X) if views > 1 else cams[0].world_to_camera
+            gt_pts, gt_lm = to_out(s.extras["points_m"]), to_out(s.extras["landmarks68_m"])
+            lm3 = s.extras["landmarks68_m"]
+        else:
+            gt = s.vertices_m if views > 1 else cams[0].world_to_camera(s.vertices_m)
+            lm3 = s.vertices_m[tpl.landmarks68]
         kw = dict(cameras=cams) if views > 1 else dict(intrinsics=[Camera(np.eye(3), np.zeros(3), cams[0].K,
                                                                          cams[0].width, cams[0].height)])
         preds = {}
@@ -184,7 +213,8 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
             r = rec.reconstruct(imgs, masks, landmarks=lms, start=start, **kw)
             preds[name] = (r.final_vertices, r.timings["total"])
             if per_step:
-                steps[name].append([chamfer_mm(gt, v, tpl, align=True, n_points=5000)[0] for v in r.vertices])
+                steps[name].append([chamfer_scan_mm(gt_pts, gt_lm, v, tpl) if scan else
+                                    chamfer_mm(gt, v, tpl, align=True, n_points=5000)[0] for v in r.vertices])
         if baselines:
             start = first.reconstruct(imgs, masks, landmarks=lms, iterations=0, **kw).final_vertices
             preds["mean template"] = (start, 0.0)
@@ -195,8 +225,12 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
             fit = fit_3dmm_to_landmarks(lms, fit_cams, tpl, ict, world=views > 1)
             preds["3DMM landmark fit"] = (fit, time.perf_counter() - t0)
         for name, (pred, sec) in preds.items():
-            raw, _ = chamfer_mm(gt, pred, tpl, align=False)
-            al, pv = chamfer_mm(gt, pred, tpl, align=True)
+            if scan:
+                raw = chamfer_scan_mm(gt_pts, gt_lm, pred, tpl, align=False)
+                al, pv = chamfer_scan_mm(gt_pts, gt_lm, pred, tpl, align=True), np.zeros(tpl.num_vertices)
+            else:
+                raw, _ = chamfer_mm(gt, pred, tpl, align=False)
+                al, pv = chamfer_mm(gt, pred, tpl, align=True)
             rows[name]["raw"].append(raw)
             rows[name]["aligned"].append(al)
             rows[name]["seconds"].append(sec)

@@ -13,7 +13,8 @@ Layout (``glvd-dataset/1``)::
                                     expression (57,)
 
 A real dataset (e.g. H3DS scans registered to the template) uses the same files; only
-``gt.npz`` ``vertices_m`` is required. Writing is deterministic: the same seed gives the same
+``gt.npz`` ``vertices_m`` is required. An evaluation-only scan without template correspondence
+stores ``points_m`` (P, 3) (face-region surface samples) and ``landmarks68_m`` instead. Writing is deterministic: the same seed gives the same
 bytes, whatever the number of worker processes.
 """
 
@@ -188,6 +189,6 @@ class GLVDDataset:
         gt, extras = None, {}
         if (d / "gt.npz").is_file():
             with np.load(d / "gt.npz") as z:
-                gt = z["vertices_m"].astype(np.float32)
+                gt = z["vertices_m"].astype(np.float32) if "vertices_m" in z.files else None
                 extras = {k: z[k] for k in z.files if k != "vertices_m"}
         return SceneRecord(d, imgs, masks, cams, gt, extras)

@@ -268,24 +268,49 @@ def render_view(ict: ICTModel, rm: RenderModel, vertices_m: np.ndarray, cam: Cam
     alb[names == "M_Teeth"] = np.array([0.8, 0.77, 0.68])
     alb[names == "M_GumsTongue"] = np.array([0.45, 0.12, 0.12])
     alb[names == "M_EyeLashes"] = np.array([0.02, 0.015, 0.01])
+    color = shade(n, view, alb, light, np.where(eye, 0.6, app["spec"]), np.where(eye, 200.0, app["shininess"]))
+    return composite(rng, cam, cov, color)
+
+
+def shade(n, view, albedo, light, ks, shininess) -> np.ndarray:
+    """Wrapped key light + fill + ambient, Blinn-Phong highlights; linear albedo -> sRGB colour."""
     ld = light["direction"]
     ndl = n @ (-ld)
     diff = np.clip((ndl + light["wrap"]) / (1 + light["wrap"]), 0, None)[:, None] * light["intensity"]
     diff = diff + light["ambient"] + light["fill"] * np.clip(n @ (-light["fill_dir"]), 0, None)[:, None]
     h = (-ld + view)
     h /= np.linalg.norm(h, axis=1, keepdims=True)
-    shin = np.where(eye, 200.0, app["shininess"])
-    ks = np.where(eye, 0.6, app["spec"])
-    spec = (ks * np.clip((n * h).sum(1), 0, None) ** shin * (ndl > 0))[:, None] * light["intensity"]
-    color = np.clip(alb * diff + spec, 0, 1) ** (1 / 2.2)
+    spec = (ks * np.clip((n * h).sum(1), 0, None) ** shininess * (ndl > 0))[:, None] * light["intensity"]
+    return np.clip(albedo * diff + spec, 0, 1) ** (1 / 2.2)
+
+
+def composite(rng, cam: Camera, cov: np.ndarray, color: np.ndarray):
+    """Colours of the covered pixels over a random background, slight blur and dither."""
     img = random_background(rng, cam.width)
     img = img.reshape(-1, 3)
     img[cov.ravel()] = color
     img = img.reshape(cam.height, cam.width, 3)
-    sig = rng.uniform(0.3, 0.7)
-    img = cv2.GaussianBlur(img, (0, 0), sig)
+    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.7))
     rgb = (np.clip(img, 0, 1) * 255 + rng.uniform(0, 1, img.shape)).astype(np.uint8)
     return rgb, (cov * 255).astype(np.uint8)
+
+
+def render_mesh(vertices_m: np.ndarray, tris: np.ndarray, albedo_srgb, cam: Camera, light: dict, rng,
+                spec: float = 0.05, shininess: float = 20.0):
+    """Render any mesh (world metres) with one sRGB albedo -> (RGB uint8, mask uint8)."""
+    pc = cam.world_to_camera(vertices_m).astype(np.float32)
+    r = rasterize(pc, tris, cam.K, cam.height, cam.width)
+    cov = r.coverage
+    vt = tris[r.tri[cov]]
+    b = r.bary[cov]
+    nrm = vertex_normals(pc, tris)
+    n = (nrm[vt] * b[..., None]).sum(1)
+    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-9
+    p = (pc[vt] * b[..., None]).sum(1)
+    view = -p / (np.linalg.norm(p, axis=1, keepdims=True) + 1e-9)
+    n = np.where(((n * view).sum(1) < 0)[:, None], -n, n)
+    alb = np.broadcast_to(np.asarray(albedo_srgb, np.float64) ** 2.2, (len(n), 3))
+    return composite(rng, cam, cov, shade(n, view, alb, light, spec, shininess)), r
 
 
 def sample_scene(ict: ICTModel, rng, n_views: int, cfg: SceneConfig) -> Scene:
