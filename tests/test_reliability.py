@@ -1,0 +1,176 @@
+"""Bad input, failures and interruptions never cost the user work."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from glvd_core.cameras import CameraError, load_cameras
+from glvd_core.io import InputError, load_mask
+from glvd_core.preprocess import load_photo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _valid_files(tmp_path):
+    img = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    png = cv2.imencode(".png", img)[1].tobytes()
+    jpg = cv2.imencode(".jpg", img)[1].tobytes()
+    cams = json.dumps({"views": [{"R": np.eye(3).tolist(), "t": [0, 0, 1], "K": [[50, 0, 32], [0, 50, 24], [0, 0, 1]],
+                                  "width": 64, "height": 48}]})
+    return png, jpg, cams
+
+
+def _mutate(rng, data: bytes) -> bytes:
+    b = bytearray(data)
+    kind = rng.integers(4)
+    if kind == 0 and len(b) > 1:
+        return bytes(b[: rng.integers(0, len(b))])
+    if kind == 1:
+        for _ in range(rng.integers(1, 20)):
+            b[rng.integers(len(b))] = rng.integers(256)
+        return bytes(b)
+    if kind == 2:
+        i = rng.integers(len(b))
+        return bytes(b[:i] + bytes(rng.integers(0, 256, rng.integers(1, 64)).astype(np.uint8)) + b[i:])
+    return bytes(rng.integers(0, 256, rng.integers(0, 200)).astype(np.uint8))
+
+
+def test_fuzz_loader_masks_and_cameras(tmp_path):
+    """600 seeded random cases; only clear errors (InputError / CameraError), never anything else."""
+    rng = np.random.default_rng(1234)
+    png, jpg, cams = _valid_files(tmp_path)
+    cases = 0
+    for i in range(250):  # photo loader
+        p = tmp_path / f"f{i}{'.png' if i % 2 else '.jpg'}"
+        p.write_bytes(_mutate(rng, png if i % 2 else jpg))
+        try:
+            ph = load_photo(p)
+            assert ph.image.ndim == 3 and ph.image.shape[2] == 3 and ph.image.dtype == np.uint8
+        except InputError as e:
+            assert str(p) in str(e)
+        cases += 1
+    for i in range(150):  # masks: corrupt files and wrong sizes
+        p = tmp_path / f"m{i}.png"
+        if i % 3 == 0:
+            h, w = rng.integers(1, 80, 2)
+            cv2.imwrite(str(p), (rng.random((h, w)) * 255).astype(np.uint8))
+        else:
+            p.write_bytes(_mutate(rng, png))
+        try:
+            m = load_mask(p, shape=(48, 64))
+            assert m.shape == (48, 64)
+        except InputError as e:
+            assert str(p) in str(e)
+        cases += 1
+    base = json.loads(cams)
+    for i in range(200):  # cameras.json: structural mutations and raw garbage
+        d = json.loads(json.dumps(base))
+        v = d["views"][0]
+        k = rng.integers(7)
+        if k == 0:
+            v.pop(rng.choice(list(v)))
+        elif k == 1:
+            v[rng.choice(list(v))] = [None, "x", {}, 1e309, [1, 2]][rng.integers(5)]
+        elif k == 2:
+            v["K"][rng.integers(3)][rng.integers(3)] = float(rng.normal(0, 100))
+        elif k == 3:
+            v["R"] = rng.normal(0, 1, (3, 3)).tolist()
+        elif k == 4:
+            d = [d, None, "views", 3][rng.integers(4)]
+        elif k == 5:
+            v["width"] = int(rng.integers(-5, 5))
+        text = json.dumps(d) if k != 6 else _mutate(rng, cams.encode()).decode("latin-1")
+        p = tmp_path / f"c{i}.json"
+        p.write_text(text)
+        try:
+            cl, _ = load_cameras(p)
+            assert all(np.isfinite(c.K).all() for c in cl)
+        except CameraError as e:
+            assert str(p) in str(e)
+        cases += 1
+    assert cases >= 500
+
+
+def test_extreme_image_sizes(tmp_path):
+    from glvd_core.io import InputError
+    from glvd_core.preprocess import MediaPipeFaces
+
+    tiny = tmp_path / "1x1.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    ph = load_photo(tiny)
+    with pytest.raises(InputError, match="no face found|too small"):
+        MediaPipeFaces.detect(ph.image, where=str(tiny))
+    big = tmp_path / "big.jpg"
+    cv2.imwrite(str(big), np.full((8000, 12000, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    ph = load_photo(big)
+    assert max(ph.image.shape[:2]) == 2048 and abs(ph.scale - 2048 / 12000) < 1e-3
+    assert abs(ph.camera.fov_deg - 40) < 1e-6
+
+
+def test_descent_guard_stops_on_nan(tiny_dataset, monkeypatch):
+    from glvd_core.data import GLVDDataset
+    from glvd_core.reconstruct import DescentError, Reconstructor
+
+    rec = Reconstructor.untrained("tiny", device="cpu")
+    s = GLVDDataset(tiny_dataset)[0]
+    real = rec.model.step
+
+    def bad_step(*a, **k):
+        v, kk = real(*a, **k)
+        return v * float("nan"), kk
+
+    monkeypatch.setattr(rec.model, "step", bad_step)
+    with pytest.raises(DescentError, match="non-finite"):
+        rec.reconstruct(s.images[:1], detect=False)
+
+    def runaway(*a, **k):
+        v, kk = real(*a, **k)
+        return v + 100.0, kk
+
+    monkeypatch.setattr(rec.model, "step", runaway)
+    with pytest.raises(DescentError, match="ran away"):
+        rec.reconstruct(s.images[:1], detect=False)
+
+
+@pytest.mark.slow
+def test_training_killed_with_sigkill_resumes_with_the_same_losses(tiny_dataset, tmp_path):
+    def cmd(out):
+        return [sys.executable, "-m", "glvd_core", "train", "--config", "tiny", "--data", str(tiny_dataset), "--out",
+                str(out), "--set", "sdf_steps=6", "kp_steps=6", "vertex_steps=200", "--ckpt-every", "4", "--quiet",
+                "--threads", "1"]
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ref = tmp_path / "ref"
+    subprocess.run(cmd(ref), check=True, cwd=ROOT, env=env, capture_output=True)
+    run = tmp_path / "run"
+    p = subprocess.Popen(cmd(run), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill mid vertex stage, after at least one vertex checkpoint
+        m = run / "metrics.jsonl"
+        if m.exists() and sum('"vertex"' in l for l in m.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (run / "model.pt").exists()
+    subprocess.run(cmd(run) + ["--resume"], check=True, cwd=ROOT, env=env, capture_output=True)
+
+    def losses(d):
+        last = {}
+        for l in (d / "metrics.jsonl").read_text().splitlines():
+            j = json.loads(l)
+            last[(j["stage"], j["step"])] = j["loss"]
+        return last
+
+    a, b = losses(ref), losses(run)
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([b[k] for k in sorted(a)], [a[k] for k in sorted(a)], rtol=1e-5, atol=1e-6)
+    assert not list(run.glob("*.tmp"))
