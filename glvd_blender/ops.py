@@ -59,7 +59,7 @@ class Job:
         Cancelled = import_module(gc.__name__ + ".reconstruct").Cancelled
         try:
             rec = get_reconstructor(self.model_path, self.device)
-            self.total = self.kwargs["iterations"]
+            self.total = self.kwargs["iterations"] or rec.cfg.iterations
 
             def cb(step, v, k):
                 self.step = step
@@ -125,7 +125,7 @@ def gather(context) -> Job:
                 cam = cam.crop_resize(0, 0, ph.scale, ph.image.shape[1], ph.image.shape[0])
             cameras[i] = cam
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
-    kwargs = dict(iterations=s.iterations, clip=s.clip, seed=s.seed)
+    kwargs = dict(iterations=s.iterations or None, clip=s.clip, seed=s.seed)
     return Job(photos, images, mk if any(x is not None for x in mk) else None, cameras, intr, kind, kwargs,
                s.model_path, s.device)
 

@@ -15,7 +15,8 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
         name="Use Selected Cameras",
         description="Use the background images of the selected cameras as the photos, with those cameras "
                     "(multi-view with your own calibrated cameras)", default=False)
-    iterations: IntProperty(name="Iterations", default=10, min=0, max=100)
+    iterations: IntProperty(name="Iterations", description="Descent steps (0: the model's default)",
+                            default=0, min=0, max=100)
     clip: FloatProperty(name="Clip", description="Largest move of a point per step (normalised units)",
                         default=0.1, min=0.001, max=1.0)
     seed: IntProperty(name="Seed", default=0, min=0)

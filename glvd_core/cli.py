@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", help="cameras.json (OpenCV convention); output then in its world frame")
     p.add_argument("--fov", type=float, default=None,
                    help="field of view (deg, longer side) of uncalibrated photos; default: EXIF focal length, else 40")
-    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=None, help="descent steps (default: the model's)")
     p.add_argument("--clip", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

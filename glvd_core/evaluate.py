@@ -192,12 +192,6 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
         if len(s.images) < views:
             raise ValueError(f"{s.path}: {len(s.images)} views, {views} requested")
         imgs, masks, cams = s.images[:views], s.masks[:views], s.cameras[:views]
-        try:
-            lms = ([c.project(lm3) for c in cams] if oracle_landmarks else
-                   [MediaPipeFaces.detect(im, where=f"{s.path.name}", segment=False).landmarks68 for im in imgs])
-        except InputError:
-            skipped += 1
-            continue
         scan = "points_m" in s.extras
         if scan:  # a real scan: GT points without template correspondence
             to_out = (lambda X: X) if views > 1 else cams[0].world_to_camera
@@ -206,6 +200,12 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
         else:
             gt = s.vertices_m if views > 1 else cams[0].world_to_camera(s.vertices_m)
             lm3 = s.vertices_m[tpl.landmarks68]
+        try:
+            lms = ([c.project(lm3) for c in cams] if oracle_landmarks else
+                   [MediaPipeFaces.detect(im, where=f"{s.path.name}", segment=False).landmarks68 for im in imgs])
+        except InputError:
+            skipped += 1
+            continue
         kw = dict(cameras=cams) if views > 1 else dict(intrinsics=[Camera(np.eye(3), np.zeros(3), cams[0].K,
                                                                          cams[0].width, cams[0].height)])
         preds = {}
@@ -216,8 +216,8 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
                 steps[name].append([chamfer_scan_mm(gt_pts, gt_lm, v, tpl) if scan else
                                     chamfer_mm(gt, v, tpl, align=True, n_points=5000)[0] for v in r.vertices])
         if baselines:
-            start = first.reconstruct(imgs, masks, landmarks=lms, iterations=0, **kw).final_vertices
-            preds["mean template"] = (start, 0.0)
+            mean_face = first.reconstruct(imgs, masks, landmarks=lms, iterations=0, **kw).final_vertices
+            preds["mean template"] = (mean_face, 0.0)
             t0 = time.perf_counter()
             fit_cams = cams if views > 1 else kw["intrinsics"]
             from .baselines import fit_3dmm_to_landmarks
@@ -264,4 +264,4 @@ def format_table(result: dict) -> str:
 def save_json(path, obj):
     from .io import atomic_write_bytes
 
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
+    atomic_write_bytes(path, json.dumps(obj, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)).encode())

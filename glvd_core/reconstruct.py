@@ -244,16 +244,18 @@ class Reconstructor:
         return views, cams, notes
 
     @torch.inference_mode()
-    def reconstruct(self, images, masks=None, cameras=None, iterations: int = 10, clip: float | None = None,
+    def reconstruct(self, images, masks=None, cameras=None, iterations: int | None = None, clip: float | None = None,
                     seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None, intrinsics=None,
-                    detect: bool = True, names=None, start: str = "template") -> Reconstruction:
+                    detect: bool = True, names=None, start: str = "template",
+                    keypoint_warmup: int | None = None) -> Reconstruction:
         """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
 
         Args:
             masks: optional head masks (H, W) per image (255 = head).
             cameras: optional list of :class:`Camera` (original image pixels, metres) — needed for
                 several images; the result is then in their world frame.
-            iterations: descent steps T (the result keeps T + 1 shapes).
+            iterations: descent steps T (the result keeps T + 1 shapes); default: the model's
+                (``cfg.iterations``: 12 for the bundled model, 10 in the paper config).
             clip: displacement clip per step (normalised units; default the model's, 0.1).
             seed: seeds the keypoints' uniform start; the result is deterministic for a seed.
             callback: ``callback(step, vertices_m, keypoints_m)`` after each step; returning False
@@ -267,7 +269,10 @@ class Reconstructor:
             names: per-image names for messages (file names).
             start: "template" (the frontal template at the head centre, as trained) or "posed"
                 (the template at view 0's PnP head pose; needs landmarks).
+            keypoint_warmup: the first W of the ``iterations`` steps move only the keypoints (the
+                vertex branch is trained with near-true keypoints); default: the model's.
         """
+        iterations = self.cfg.iterations if iterations is None else int(iterations)
         if iterations < 0:
             raise ValueError("iterations must be >= 0")
         clip = self.cfg.clip if clip is None else float(clip)
@@ -298,16 +303,21 @@ class Reconstructor:
         t2 = time.perf_counter()
         g = torch.Generator().manual_seed(int(seed))
         k = ((torch.rand(1, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
-        v = self.model.vertex_init[None].clone()
         world = cameras is not None or len(views) > 1
+        v = self.model.vertex_init[None].clone()
+        if start == "posed" and views[0].pose is not None:
+            v = torch.as_tensor(self._posed_start(views[0], frame, world), dtype=f32, device=dev)[None]
+        elif start not in ("template", "posed"):
+            raise ValueError(f"start must be 'template' or 'posed', not {start!r}")
         out = self._output_map(frame, world)
+        warm = cfg.keypoint_warmup if keypoint_warmup is None else int(keypoint_warmup)
         traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
         self.model.net.g_v.freeze_last(True)
         self.model.net.g_k.freeze_last(True)
         try:
             for t in range(iterations):
                 ts = time.perf_counter()
-                v, k = self.model.step(feats, v, k, A, b, K, clip)
+                v, k = self.model.step(feats, v, k, A, b, K, clip, move_vertices=t >= warm)
                 vn, kn = v[0].cpu().numpy(), k[0].cpu().numpy()
                 steps.append(time.perf_counter() - ts)
                 if not (np.isfinite(vn).all() and np.isfinite(kn).all()):

@@ -72,7 +72,7 @@ def main(argv):
     ap.add_argument("--skip-existing", action="store_true")
     ap.add_argument("--model", default="")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=0, help="descent steps (0: the model's default)")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
     ext = {"blend": ".blend", "obj": ".obj", "glb": ".glb", "fbx": ".fbx"}

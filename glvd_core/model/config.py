@@ -41,6 +41,8 @@ class GLVDConfig:
     clip: float = 0.1                # displacement clip, normalised units (train and default test)
     iterations: int = 10             # default descent steps
     kp_init_extent: float = 0.5      # keypoints start uniformly in [-e, e]^3
+    keypoint_warmup: int = 0         # first W descent steps move only the keypoints (set per model by
+                                     # measurement; the bundled lite model's value is in docs/RESULTS.md)
     # -- training ----------------------------------------------------------------------
     queries_per_scene: int = 1400    # hybrid query points per scene
     targets_per_query: int = 0       # vertex targets per scene (0 = all 7225; else this many random rows

@@ -88,13 +88,16 @@ class GLVD(nn.Module):
         return self.net.sdf(torch.cat([points, f], -1))
 
     # -- one descent step (diagonal evaluation) -------------------------------------------------
-    def step(self, feats: Features, vertices, keypoints, A, b, K, clip: float):
-        """One update of keypoints (B, K, 3) and vertices (B, N, 3) -> (new_vertices, new_keypoints)."""
+    def step(self, feats: Features, vertices, keypoints, A, b, K, clip: float, move_vertices: bool = True):
+        """One update of keypoints (B, K, 3) and vertices (B, N, 3) -> (new_vertices, new_keypoints).
+        ``move_vertices=False``: a keypoint-only step (warm-up)."""
         B, V = feats.B, feats.V
         kidx = torch.arange(keypoints.shape[1], device=keypoints.device).expand(B, -1)
         dk = self.net.g_k.head(self.keypoint_hidden(feats.fk, B, V, keypoints, A, b, K), kidx)
         dk = clip_norm(dk, clip)
         k_new = keypoints + dk
+        if not move_vertices:
+            return vertices, k_new
         k_for_v = k_new if self.cfg.update == "sequential" else keypoints
         vidx = torch.arange(vertices.shape[1], device=vertices.device).expand(B, -1)
         dv = self.net.g_v.head(self.vertex_hidden(feats.fv, B, V, vertices, k_for_v, A, b, K), vidx)

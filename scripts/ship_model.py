@@ -1,0 +1,49 @@
+"""Package a trained run as the bundled default model (glvd_core/assets/glvd_default.pt).
+
+    python scripts/ship_model.py --run runs/lite_glvd2 [--fp16] [--set keypoint_warmup=5 iterations=12]
+
+Writes config (with the inference defaults given by --set), template hash, weights (fp16 when
+--fp16) and the training recipe (from the run's config.json / metrics.jsonl)."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--out", default=str(ROOT / "glvd_core/assets/glvd_default.pt"))
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--data-recipe", default="make-data --scenes 2000 --views 3 --seed 1000 --size 256; detect-landmarks")
+    a = ap.parse_args(argv)
+    from glvd_core.model.config import GLVDConfig
+    from glvd_core.train.trainer import MODEL_FORMAT, atomic_save, load_checkpoint
+
+    run = Path(a.run)
+    ck = load_checkpoint(run / "model.pt")
+    cfg = GLVDConfig.from_dict(ck["config"]).to_dict()  # fields added since training take their defaults
+    for kv in a.set:
+        k, _, v = kv.partition("=")
+        if k not in cfg:
+            raise SystemExit(f"unknown config field {k}")
+        cfg[k] = type(cfg[k])(v)
+    model = {k: (v.half() if a.fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()}
+    steps = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        j = json.loads(line)
+        steps[j["stage"]] = max(steps.get(j["stage"], 0), j["step"])
+    recipe = dict(ck.get("recipe", {}), data=a.data_recipe, steps_done=steps, run=str(run), dtype="fp16" if a.fp16 else "fp32")
+    atomic_save(dict(format=MODEL_FORMAT, config=cfg, template_sha256=ck["template_sha256"], model=model, recipe=recipe),
+                Path(a.out))
+    print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB); recipe {recipe}")
+
+
+if __name__ == "__main__":
+    main()
