@@ -10,8 +10,8 @@ www.triplegangers.com) is read with Blender's glTF importer (bpy), then:
    landmarks are back-projected onto the scan through the z-buffer;
 3. moved into the ICT head frame (metres) by the similarity that best maps its inner-face
    landmarks (17-67) onto the template's;
-4. the GT region: area-uniform samples of the scan within 2 cm of the template's narrow-face
-   region (the region synthetic scores use);
+4. the GT region: area-uniform samples of the scan whose nearest template vertex lies in the
+   narrow-face region eroded by two rings, within 1 cm of the template;
 5. rendered under random cameras (the data engine's ranges, yaw limited to +-45 deg) with a
    uniform skin albedo (the scan has no texture), into a glvd-dataset/1 directory whose gt.npz
    holds ``points_m`` and ``landmarks68_m`` instead of template vertices.
@@ -110,11 +110,20 @@ def main(argv=None):
     fl = r1 + r2 > 1
     r1[fl], r2[fl] = 1 - r1[fl], 1 - r2[fl]
     pts = A[ti] + (B[ti] - A[ti]) * r1[:, None] + (C[ti] - A[ti]) * r2[:, None]
-    reg = FaceRegion.of(tpl)
-    dist, near = point_to_mesh(pts, tpl.vertices_m, reg.faces, return_points=True)
-    keep = dist < 0.02
+    # keep points whose nearest template vertex lies well inside the narrow face (region eroded
+    # by two rings, so nothing beyond the region's rim is scored) and within 1 cm of the template
+    from scipy.spatial import cKDTree
+
+    inside = tpl.narrow_face_mask.copy()
+    for _ in range(2):
+        bad = ~inside[tpl.faces].all(1)
+        drop = np.unique(tpl.faces[bad])
+        inside[drop] = False
+    dist_v, nearest = cKDTree(tpl.vertices_m).query(pts)
+    dist = point_to_mesh(pts, tpl.vertices_m, tpl.faces)
+    keep = inside[nearest] & (dist < 0.01)
     gt_pts = pts[keep][:20000]
-    print(f"GT region: {len(gt_pts)} scan points within 2 cm of the template's narrow face")
+    print(f"GT region: {len(gt_pts)} scan points over the eroded narrow-face region (within 1 cm of the template)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = SceneConfig(size=S, yaw_deg=45.0, pitch_deg=20.0, roll_deg=10.0)
