@@ -175,3 +175,14 @@ def test_photo_modes_and_orientation(tmp_path):
     ex[0x0112] = 6
     im.save(tmp_path / "rot.jpg", exif=ex)
     assert load_photo(tmp_path / "rot.jpg").image.shape == (300, 512, 3)
+
+
+def test_two_faces_take_the_largest_and_say_so():
+    a = astronaut()  # face ~106 px
+    g = load_photo(grace_hopper_path()).image  # face ~200 px
+    canvas = np.full((620, 1060, 3), 200, np.uint8)
+    canvas[:512, :512] = a
+    canvas[:g.shape[0], 540:540 + g.shape[1]] = g
+    d = MediaPipeFaces.detect(canvas, where="two.png", segment=False)
+    assert d.faces_found == 2 and any("2 faces found in two.png" in n for n in d.notes)
+    assert d.landmarks68[:, 0].mean() > 540  # the larger face (Grace Hopper, right)

@@ -55,23 +55,35 @@ class MediaPipeFaces:
         """Largest face in an RGB uint8 image; raises InputError naming ``where`` when there is none."""
         H, W = image.shape[:2]
         img = np.ascontiguousarray(image)
+        def mesh_crop(bb):
+            cx, cy = (bb.xmin + bb.width / 2) * W, (bb.ymin + bb.height / 2) * H
+            side = 2.2 * max(bb.width * W, bb.height * H)
+            x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+            sub = img[y0:int(min(H, cy + side / 2)), x0:int(min(W, cx + side / 2))]
+            if min(sub.shape[:2]) < 16:
+                return [], (0, 0), None
+            return cls._mesh.process(np.ascontiguousarray(sub)).multi_face_landmarks or [], (x0, y0), sub
+
         with cls._lock:
             cls._build()
             res = cls._mesh.process(img)
             faces = res.multi_face_landmarks or []
             offset, sub = (0, 0), None
-            if not faces:  # small face in a large photo: find it first, then mesh a crop
-                det = cls._det.process(img).detections or []
-                if det:
-                    bb = max(det, key=lambda d: d.location_data.relative_bounding_box.width).location_data.relative_bounding_box
-                    cx, cy = (bb.xmin + bb.width / 2) * W, (bb.ymin + bb.height / 2) * H
-                    side = 2.2 * max(bb.width * W, bb.height * H)
-                    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-                    sub = img[y0:int(min(H, cy + side / 2)), x0:int(min(W, cx + side / 2))]
-                    if min(sub.shape[:2]) >= 16:
-                        faces = cls._mesh.process(np.ascontiguousarray(sub)).multi_face_landmarks or []
-                        offset = (x0, y0)
+            det = cls._det.process(img).detections or []  # full range: small and several faces
+            n_det = len(det)
+            if det:
+                bb = max(det, key=lambda d: d.location_data.relative_bounding_box.width).location_data.relative_bounding_box
+                if faces:  # did the mesh take the largest face? if not, mesh that face's crop
+                    p0 = faces[0].landmark[1]
+                    inside = bb.xmin <= p0.x <= bb.xmin + bb.width and bb.ymin <= p0.y <= bb.ymin + bb.height
+                    if len(faces) < n_det and not inside:
+                        f2, off2, sub2 = mesh_crop(bb)
+                        if f2:
+                            faces, offset, sub = f2, off2, sub2
+                else:  # small face in a large photo: find it first, then mesh a crop
+                    faces, offset, sub = mesh_crop(bb)
             mask = cls._seg.process(img).segmentation_mask if segment else None
+        n_faces = max(len(faces), n_det) if faces else 0
         if not faces:
             raise InputError(f"no face found in {where}")
         sw, sh = (sub.shape[1], sub.shape[0]) if sub is not None and offset != (0, 0) else (W, H)
@@ -80,10 +92,10 @@ class MediaPipeFaces:
         best = int(np.argmax(areas))
         p = pts[best]
         notes = []
-        if len(pts) > 1:
-            notes.append(f"{len(pts)} faces found in {where}; using the largest")
+        if n_faces > 1:
+            notes.append(f"{n_faces} faces found in {where}; using the largest")
         box = (float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max()))
-        d = FaceDetection(p, mp_to_68(p), box, None if mask is None else np.asarray(mask, np.float32), len(pts), notes)
+        d = FaceDetection(p, mp_to_68(p), box, None if mask is None else np.asarray(mask, np.float32), n_faces, notes)
         if d.size_px < MIN_FACE_PX:
             raise InputError(f"the face in {where} is too small ({d.size_px:.0f} px across; at least {MIN_FACE_PX} px needed)")
         lm = d.landmarks68
