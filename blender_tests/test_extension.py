@@ -52,16 +52,6 @@ def test_operator_creates_the_documented_objects(addon, synthetic_photo):
     assert bpy.types.GLVD_OT_reconstruct.bl_options == {"REGISTER", "UNDO"}  # one undo step for all of it
 
 
-def _evaluated(ob):
-    dg = bpy.context.evaluated_depsgraph_get()
-    ev = ob.evaluated_get(dg)
-    m = ev.to_mesh()
-    co = np.empty(3 * len(m.vertices), np.float32)
-    m.vertices.foreach_get("co", co)
-    ev.to_mesh_clear()
-    return co.reshape(-1, 3)
-
-
 def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     from glvd_blender import ops, scene_writer
 
@@ -79,7 +69,7 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     for step in range(job.result.iterations + 1):
         scene.frame_set(scene.frame_start + 3 * step)
         expected = scene_writer._apply(M, job.result.vertices[step])
-        np.testing.assert_array_equal(_evaluated(face), expected)
+        np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), expected)
         kp = scene_writer._apply(M, job.result.keypoints[step])
         np.testing.assert_allclose(np.array([e.location for e in empties]), kp, atol=1e-6)
     # looking through the photo's camera, the mesh lies where glvd_core projects it onto the photo
@@ -222,3 +212,39 @@ def test_batch_end_to_end_with_a_corrupt_image(tmp_path, synthetic_photo, tiny_m
     r2 = subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True)
     rep2 = json.loads((out / "report.json").read_text())
     assert {e["name"]: e["status"] for e in rep2["results"]} == {"good": "skipped", "corrupt": "error"}
+
+
+@pytest.mark.slow
+def test_killed_batch_resumes_without_redoing_or_corrupting(tmp_path, synthetic_photo, tiny_model):
+    """SIGKILL a batch after its first input is written; --skip-existing finishes the rest, keeps
+    the finished files untouched and leaves no temporary files."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(4):
+        shutil.copy(synthetic_photo.path / "view_00.png", inp / f"p{i}.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "scripts/batch.py"), "--input", str(inp), "--output", str(out),
+           "--formats", "blend,obj", "--model", str(tiny_model), "--iterations", "3"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "p0.obj").exists():
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    first = {f: (out / f).read_bytes() for f in ("p0.blend", "p0.obj")}
+    r = subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = {e["name"]: e["status"] for e in json.loads((out / "report.json").read_text())["results"]}
+    assert rep["p0"] == "skipped" and all(rep[f"p{i}"] in ("ok", "skipped") for i in range(4))
+    assert {f: (out / f).read_bytes() for f in first} == first  # finished ones untouched
+    from glvd_core.io import read_obj
+
+    for i in range(4):
+        v, f = read_obj(out / f"p{i}.obj")
+        assert v.shape == (7225, 3) and f.shape == (14342, 3)
+    assert not list(out.glob(".*tmp*"))

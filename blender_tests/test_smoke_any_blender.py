@@ -37,13 +37,7 @@ def test_register_and_write_scene_on_this_blender():
         assert (len(face.data.vertices), len(face.data.polygons)) == (7225, 14342)
         for s in range(5):
             scene.frame_set(scene.frame_start + 2 * s)
-            dg = bpy.context.evaluated_depsgraph_get()
-            ev = face.evaluated_get(dg)
-            m = ev.to_mesh()
-            co = np.empty(3 * len(m.vertices), np.float32)
-            m.vertices.foreach_get("co", co)
-            ev.to_mesh_clear()
-            np.testing.assert_array_equal(co.reshape(-1, 3), scene_writer._apply(M, r.vertices[s]))
+            np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), scene_writer._apply(M, r.vertices[s]))
         empties = [o for o in bpy.data.objects if o.type == "EMPTY"]
         assert len(empties) == 18 and all(e.animation_data and e.animation_data.action for e in empties)
         assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1

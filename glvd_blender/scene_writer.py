@@ -30,6 +30,17 @@ def _apply(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (np.asarray(pts, np.float64) @ M[:3, :3].T + M[:3, 3]).astype(np.float32)
 
 
+def evaluated_coordinates(obj) -> np.ndarray:
+    """(V, 3) float32 vertex positions of ``obj`` as evaluated now (shape keys, current frame)."""
+    dg = bpy.context.evaluated_depsgraph_get()
+    ev = obj.evaluated_get(dg)
+    m = ev.to_mesh()
+    co = np.empty(3 * len(m.vertices), np.float32)
+    m.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3)
+
+
 def camera_matrix_world(cam, M: np.ndarray) -> np.ndarray:
     """Blender matrix_world of a glvd_core (OpenCV) camera after the frame map M."""
     C = np.eye(4)
