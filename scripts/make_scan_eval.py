@@ -119,7 +119,7 @@ def main(argv=None):
         bad = ~inside[tpl.faces].all(1)
         drop = np.unique(tpl.faces[bad])
         inside[drop] = False
-    dist_v, nearest = cKDTree(tpl.vertices_m).query(pts)
+    _, nearest = cKDTree(tpl.vertices_m).query(pts)
     dist = point_to_mesh(pts, tpl.vertices_m, tpl.faces)
     keep = inside[nearest] & (dist < 0.01)
     gt_pts = pts[keep][:20000]
@@ -127,8 +127,6 @@ def main(argv=None):
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = SceneConfig(size=S, yaw_deg=45.0, pitch_deg=20.0, roll_deg=10.0)
-    from glvd_core.data.synth import render_model  # noqa: F401 (head centre as the engine uses)
-
     center = np.array([0.0, tpl.vertices_m[:, 1].mean(), tpl.vertices_m[:, 2].mean()])
 
     class _RM:  # what sample_camera needs: the framed head height

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -13,7 +13,6 @@ import numpy as np
 from ..cameras import Camera, look_at_rotation
 from ..ict import ICTModel
 from ..render.raster import rasterize, vertex_normals
-from ..template import Template
 
 
 @dataclass
@@ -55,7 +54,6 @@ class RenderModel:
     material_names: tuple
     head_center: np.ndarray     # (3,) pivot, metres
     head_height: float
-    extras: dict = field(default_factory=dict)
 
 
 def _poly_mask(xy: np.ndarray, polys, thickness_m: float = 0.0, blur_m: float = 0.002, filled=True):
@@ -321,6 +319,3 @@ def sample_scene(ict: ICTModel, rng, n_views: int, cfg: SceneConfig) -> Scene:
     cams = [sample_camera(rng, rm, cfg, rm.head_center) for _ in range(n_views)]
     return Scene(identity, expression, verts, cams, sample_appearance(rng))
 
-
-def template_gt(template: Template, vertices_ict_m: np.ndarray) -> np.ndarray:
-    return template.from_ict(vertices_ict_m)

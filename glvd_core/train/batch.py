@@ -127,7 +127,6 @@ class SceneBank:
 
     def batch(self, rng: np.random.Generator, batch_size: int, n_views: int) -> Batch:
         cfg, tpl = self.cfg, self.tpl
-        S = cfg.image_size
         imgs, masks, lms, As, bs, Ks, gts, gks, frames = [], [], [], [], [], [], [], [], []
         for _ in range(batch_size):
             i = int(rng.integers(len(self.gt)))

@@ -10,7 +10,6 @@ recipe), ``metrics.jsonl`` (one line per logged step), ``config.json``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
