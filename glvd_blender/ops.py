@@ -82,7 +82,6 @@ def gather(context) -> Job:
     from importlib import import_module
 
     pre = import_module(gc.__name__ + ".preprocess")
-    io = import_module(gc.__name__ + ".io")
     photos, masks, cameras = [], [], None
     if s.use_camera_backgrounds:
         cams = [o for o in context.selected_objects if o.type == "CAMERA"]
@@ -108,15 +107,7 @@ def gather(context) -> Job:
         ph = pre.load_photo(path, default_fov_deg=s.fov)
         images.append(ph.image)
         intr.append(ph.camera)
-        m = None
-        if masks[i]:
-            m = io.load_mask(masks[i])
-            if m.shape != ph.image.shape[:2]:
-                import cv2
-
-                if ph.scale == 1:
-                    raise ValueError(f"{masks[i]}: mask is {m.shape[1]}x{m.shape[0]}, the photo {ph.image.shape[1]}x{ph.image.shape[0]}")
-                m = cv2.resize(m, (ph.image.shape[1], ph.image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        m = pre.photo.load_mask_for(masks[i], ph) if masks[i] else None
         mk.append(m)
         if cameras is not None:
             o, w, h = cameras[i]

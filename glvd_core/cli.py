@@ -63,10 +63,10 @@ def _reconstruct(a) -> int:
     from pathlib import Path
 
     from .cameras import load_cameras
-    from .io import atomic_write_bytes, load_mask
-    from .reconstruct import Reconstructor
-
+    from .io import atomic_write_bytes
     from .preprocess import load_photo
+    from .preprocess.photo import load_mask_for
+    from .reconstruct import Reconstructor
 
     photos = [load_photo(p, fov_deg=a.fov) for p in a.images]
     images = [ph.image for ph in photos]
@@ -74,16 +74,7 @@ def _reconstruct(a) -> int:
     if a.masks:
         if len(a.masks) != len(images):
             raise ValueError(f"{len(a.masks)} masks for {len(images)} images")
-        masks = []
-        for m, ph in zip(a.masks, photos):
-            mk = load_mask(m)
-            if ph.scale != 1 or mk.shape != ph.image.shape[:2]:
-                import cv2
-
-                if abs(mk.shape[0] * ph.scale - ph.image.shape[0]) > 1 or abs(mk.shape[1] * ph.scale - ph.image.shape[1]) > 1:
-                    raise ValueError(f"{m}: mask is {mk.shape[1]}x{mk.shape[0]}, the photo {ph.path} is a different size")
-                mk = cv2.resize(mk, (ph.image.shape[1], ph.image.shape[0]), interpolation=cv2.INTER_NEAREST)
-            masks.append(mk)
+        masks = [load_mask_for(m, ph) for m, ph in zip(a.masks, photos)]
     cams = None
     if a.cameras:
         cams, _ = load_cameras(a.cameras)

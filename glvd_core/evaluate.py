@@ -166,7 +166,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
     dataset's head masks, the true intrinsics; one view is reconstructed in its camera frame
     (GT moved there), several views in the dataset's world frame with its cameras. Scenes where
     the detector finds no face in some view are skipped and counted. Baselines: the mean
-    template (the descent's start, ``iterations=0``) and the linear 3DMM landmark fit."""
+    template (step 0 of the first model's descent) and the linear 3DMM landmark fit."""
     from . import load_template
     from .cameras import Camera
     from .data import GLVDDataset
@@ -186,7 +186,6 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
     per_vertex = {name: [] for name in names}
     steps = {name: [] for name in models}
     skipped = 0
-    first = next(iter(models.values()))
     for i in range(n):
         s = ds[i]
         if len(s.images) < views:
@@ -212,11 +211,12 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
         for name, rec in models.items():
             r = rec.reconstruct(imgs, masks, landmarks=lms, start=start, **kw)
             preds[name] = (r.final_vertices, r.timings["total"])
+            if name == next(iter(models)):
+                mean_face = r.vertices[0]  # the descent's start: the mean template where it begins
             if per_step:
                 steps[name].append([chamfer_scan_mm(gt_pts, gt_lm, v, tpl) if scan else
                                     chamfer_mm(gt, v, tpl, align=True, n_points=5000)[0] for v in r.vertices])
         if baselines:
-            mean_face = first.reconstruct(imgs, masks, landmarks=lms, iterations=0, **kw).final_vertices
             preds["mean template"] = (mean_face, 0.0)
             t0 = time.perf_counter()
             fit_cams = cams if views > 1 else kw["intrinsics"]

@@ -186,3 +186,19 @@ def test_two_faces_take_the_largest_and_say_so():
     d = MediaPipeFaces.detect(canvas, where="two.png", segment=False)
     assert d.faces_found == 2 and any("2 faces found in two.png" in n for n in d.notes)
     assert d.landmarks68[:, 0].mean() > 540  # the larger face (Grace Hopper, right)
+
+
+def test_masks_follow_their_photo(tmp_path):
+    from glvd_core.preprocess.photo import load_mask_for
+
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((600, 3000, 3), np.uint8))
+    ph = load_photo(big)
+    assert ph.image.shape[:2] == (410, 2048)
+    m = tmp_path / "m.png"
+    cv2.imwrite(str(m), np.full((600, 3000), 255, np.uint8))
+    assert load_mask_for(m, ph).shape == (410, 2048)
+    wrong = tmp_path / "w.png"
+    cv2.imwrite(str(wrong), np.full((300, 300), 255, np.uint8))
+    with pytest.raises(InputError, match="w.png: mask is 300x300 but the photo .*big.png is 3000x600"):
+        load_mask_for(wrong, ph)

@@ -25,6 +25,7 @@ class Photo:
     camera: Camera           # intrinsics for ``image`` pixels; R = I, t = 0
     camera_source: str       # "exif 35mm-equivalent focal length", "default field of view", "given"
     scale: float             # image pixels per original pixel (<= 1)
+    original_size: tuple = (0, 0)  # (W, H) of the file's pixels, EXIF rotation applied
 
 
 def _pil():
@@ -71,6 +72,7 @@ def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = M
             im = Image.alpha_composite(bg, im.convert("RGBA"))
         arr = np.asarray(im.convert("RGB"))
     H, W = arr.shape[:2]
+    orig = (W0, H0) if (W >= H) == (W0 >= H0) else (H0, W0)  # EXIF rotation may swap the sides
     if max(H, W) > max_side:
         import cv2
 
@@ -79,7 +81,24 @@ def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = M
     H, W = arr.shape[:2]
     scale = max(H, W) / max(H0, W0)  # EXIF rotation swaps sides, not the longer one
     cam, src = camera_for(W, H, exif, fov_deg, default_fov_deg)
-    return Photo(str(p), np.ascontiguousarray(arr), cam, src, scale)
+    return Photo(str(p), np.ascontiguousarray(arr), cam, src, scale, orig)
+
+
+def load_mask_for(path: str | Path, photo: Photo) -> np.ndarray:
+    """A head mask for ``photo``: it must have the photo file's size; it is resized with the photo
+    when that was downscaled. (H, W) uint8 at ``photo.image``'s size."""
+    from ..io import load_mask
+
+    m = load_mask(path)
+    H, W = photo.image.shape[:2]
+    if m.shape == (H, W):
+        return m
+    W0, H0 = photo.original_size
+    if m.shape != (H0, W0):
+        raise InputError(f"{path}: mask is {m.shape[1]}x{m.shape[0]} but the photo {photo.path} is {W0}x{H0}")
+    import cv2
+
+    return cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST)
 
 
 def camera_for(W: int, H: int, exif=None, fov_deg: float | None = None,
