@@ -41,8 +41,11 @@ def test_operator_creates_the_documented_objects(addon, synthetic_photo):
     me = face.data
     assert (len(me.vertices), len(me.polygons)) == (7225, 14342)
     assert all(len(p.vertices) == 3 for p in me.polygons[:100]) and me.uv_layers.get("UVMap")
+    from glvd_core.expression import ARKIT_NAMES
+
     keys = [k.name for k in me.shape_keys.key_blocks]
-    assert keys == ["final"] + [f"step_{s:02d}" for s in range(11)]
+    assert keys == ["Basis"] + list(ARKIT_NAMES) + [f"step_{s:02d}" for s in range(11)]
+    assert me.materials[0].node_tree.nodes["Image Texture"].image.packed_file is not None
     empties = [o for o in bpy.data.objects if o.type == "EMPTY"]
     assert len(empties) == 18 and all(e.parent == face for e in empties)
     cams = [o for o in bpy.data.objects if o.type == "CAMERA"]
@@ -66,12 +69,19 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     face = bpy.data.objects["GLVD Face"]
     scene = bpy.context.scene
     empties = sorted((o for o in bpy.data.objects if o.type == "EMPTY"), key=lambda o: o.name)
+    origin = np.array(face.location)
     for step in range(job.result.iterations + 1):
         scene.frame_set(scene.frame_start + 3 * step)
-        expected = scene_writer._apply(M, job.result.vertices[step])
-        np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), expected)
+        world = scene_writer._apply(M, job.result.vertices[step])
+        stored = scene_writer.local_coordinates(face, M, job.result.vertices[step])
+        np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), stored)  # bit for bit
+        np.testing.assert_allclose(stored + origin, world, atol=1e-7)  # the grid costs < 0.1 µm
         kp = scene_writer._apply(M, job.result.keypoints[step])
-        np.testing.assert_allclose(np.array([e.location for e in empties]), kp, atol=1e-6)
+        np.testing.assert_allclose(np.array([e.matrix_world.translation for e in empties]), kp, atol=1e-6)
+    # half way between two steps: the linear blend of the two
+    scene.frame_set(scene.frame_start + 3 * 2 + 1)
+    a, b = (scene_writer.local_coordinates(face, M, job.result.vertices[k]) for k in (2, 3))
+    np.testing.assert_allclose(scene_writer.evaluated_coordinates(face), a + (b - a) / 3, atol=1e-6)
     # looking through the photo's camera, the mesh lies where glvd_core projects it onto the photo
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Vector
@@ -229,7 +239,7 @@ def test_killed_batch_resumes_without_redoing_or_corrupting(tmp_path, synthetic_
         shutil.copy(synthetic_photo.path / "view_00.png", inp / f"p{i}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "scripts/batch.py"), "--input", str(inp), "--output", str(out),
-           "--formats", "blend,obj", "--model", str(tiny_model), "--iterations", "3"]
+           "--formats", "blend,obj", "--model", str(tiny_model), "--iterations", "3", "--texture", "1024"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "p0.obj").exists():

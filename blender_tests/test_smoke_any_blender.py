@@ -37,7 +37,8 @@ def test_register_and_write_scene_on_this_blender():
         assert (len(face.data.vertices), len(face.data.polygons)) == (7225, 14342)
         for s in range(5):
             scene.frame_set(scene.frame_start + 2 * s)
-            np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), scene_writer._apply(M, r.vertices[s]))
+            np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face),
+                                          scene_writer.local_coordinates(face, M, r.vertices[s]))
         empties = [o for o in bpy.data.objects if o.type == "EMPTY"]
         assert len(empties) == 18 and all(e.animation_data and e.animation_data.action for e in empties)
         assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1

@@ -14,6 +14,7 @@ classes = (
     ops.GLVD_OT_reconstruct,
     ops.GLVD_OT_add_photo,
     ops.GLVD_OT_remove_photo,
+    ops.GLVD_OT_export_face,
     panel.GLVD_UL_photos,
     panel.GLVD_PT_main,
 )

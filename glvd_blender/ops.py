@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 from bpy.props import CollectionProperty, StringProperty
-from bpy_extras.io_utils import ImportHelper
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import core, scene_writer
+from . import core, exporters, scene_writer
 from .props import settings
 
 _MODELS: dict = {}
@@ -44,6 +44,11 @@ class Job:
     kwargs: dict
     model_path: str
     device: str
+    texture_size: int = 0         # 0: no photo texture
+    arkit: bool = False
+    neutral: bool = False
+    extras: object = None         # scene_writer.Extras, filled by run()
+    stage: str = ""
     step: int = 0
     total: int = 0
     cancel: bool = False
@@ -65,14 +70,39 @@ class Job:
                 self.step = step
                 return not self.cancel
 
+            self.stage = "descent"
             self.result = rec.reconstruct(self.images, self.masks, self.cameras, intrinsics=self.intrinsics,
                                           names=self.photos, callback=cb, **self.kwargs)
+            self.extras = self._extras(gc, rec.template)
         except Cancelled:
             self.error = "cancelled"
         except Exception as e:  # noqa: BLE001 - shown to the artist, never a traceback
             self.error = str(e) or type(e).__name__
         finally:
             self.done = True
+
+    def _extras(self, gc, template):
+        """Texture, neutral shape and ARKit shapes (numpy only, so off the UI thread)."""
+        from importlib import import_module
+
+        r = self.result
+        ex = scene_writer.Extras()
+        if self.neutral:
+            self.stage = "neutral"
+            ex.final_vertices, fit = import_module(gc.__name__ + ".expression").neutralize(template, r.final_vertices)
+            ex.expression = fit.expression
+        if self.texture_size:
+            self.stage = "texture"
+            bake = import_module(gc.__name__ + ".texture").bake_texture
+            ex.texture = bake(r.final_vertices, self.images, r.cameras, template, masks=self.masks,
+                              size=self.texture_size).image
+        if self.arkit:
+            self.stage = "blendshapes"
+            rest = r.final_vertices if ex.final_vertices is None else ex.final_vertices
+            ex.arkit = import_module(gc.__name__ + ".expression").arkit_offsets(template, rest)
+        if self.cancel:
+            raise import_module(gc.__name__ + ".reconstruct").Cancelled()
+        return ex
 
 
 def gather(context) -> Job:
@@ -118,7 +148,8 @@ def gather(context) -> Job:
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
     kwargs = dict(iterations=s.iterations or None, clip=s.clip, seed=s.seed)
     return Job(photos, images, mk if any(x is not None for x in mk) else None, cameras, intr, kind, kwargs,
-               s.model_path, s.device)
+               s.model_path, s.device, texture_size=int(s.texture_size) if s.bake_texture else 0,
+               arkit=s.arkit_shapes, neutral=s.neutral)
 
 
 def write(context, job: Job):
@@ -129,7 +160,8 @@ def write(context, job: Job):
          "identity": lambda: np.eye(4)}[job.to_blender_kind]()
     out = scene_writer.write_reconstruction(
         context.scene, r, job.photos, M, add_keypoints=s.add_keypoints, keyframe_descent=s.keyframe_descent,
-        frames_per_step=s.frames_per_step, add_cameras=s.add_cameras, smooth_shading=s.smooth_shading)
+        frames_per_step=s.frames_per_step, add_cameras=s.add_cameras, smooth_shading=s.smooth_shading,
+        extras=job.extras)
     for o in context.view_layer.objects:
         o.select_set(False)
     out["face"].select_set(True)
@@ -207,8 +239,9 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
             frac = job.step / job.total if job.total else 0.0
             context.window_manager.progress_update(int(100 * frac))
             if context.workspace:
+                what = f"step {job.step}/{job.total or '?'}" if job.stage in ("", "descent") else job.stage
                 context.workspace.status_text_set(
-                    f"GLVD: step {job.step}/{job.total or '?'} ({time.time() - job.started:.0f} s) — Esc to cancel")
+                    f"GLVD: {what} ({time.time() - job.started:.0f} s) — Esc to cancel")
             if context.area:
                 context.area.tag_redraw()
             if job.done:
@@ -263,4 +296,38 @@ class GLVD_OT_remove_photo(bpy.types.Operator):
         s = settings(context)
         s.photos.remove(s.active_photo)
         s.active_photo = max(0, min(s.active_photo, len(s.photos) - 1))
+        return {"FINISHED"}
+
+
+class GLVD_OT_export_face(bpy.types.Operator, ExportHelper):
+    """Export the active GLVD face (shape keys, texture) with Blender's glTF, FBX or OBJ exporter"""
+
+    bl_idname = "glvd.export_face"
+    bl_label = "Export GLVD Face"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".glb"
+    filter_glob: StringProperty(default="*.glb;*.gltf;*.fbx;*.obj", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        ob = context.active_object
+        return ob is not None and ob.type == "MESH" and "glvd" in ob
+
+    def invoke(self, context, event):
+        self.filename_ext = exporters.FORMATS[settings(context).export_format]
+        return ExportHelper.invoke(self, context, event)
+
+    def execute(self, context):
+        from pathlib import Path
+
+        fmt = settings(context).export_format
+        path = Path(bpy.path.ensure_ext(self.filepath, exporters.FORMATS[fmt]))
+        face = context.active_object
+        try:
+            exporters.export(fmt, path, [face])
+        except Exception as e:  # noqa: BLE001 - shown to the artist
+            self.report({"ERROR"}, f"export failed: {e}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"exported {face.name} to {path}")
         return {"FINISHED"}

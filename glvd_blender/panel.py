@@ -49,9 +49,23 @@ class GLVD_PT_main(bpy.types.Panel):
         sub.prop(s, "frames_per_step")
         col.prop(s, "add_cameras")
         col.prop(s, "smooth_shading")
+        sub = col.row(align=True)
+        sub.prop(s, "bake_texture")
+        sub2 = sub.row()
+        sub2.enabled = s.bake_texture
+        sub2.prop(s, "texture_size", text="")
+        col.prop(s, "arkit_shapes")
+        col.prop(s, "neutral")
         row = layout.row()
         row.scale_y = 1.5
         row.enabled = ok
         row.operator("glvd.reconstruct", icon="USER")
         if s.status:
             layout.label(text=s.status)
+        face = context.active_object
+        if face is not None and "glvd" in face:
+            box = layout.box()
+            box.label(text=f"Export {face.name}", icon="EXPORT")
+            row = box.row(align=True)
+            row.prop(s, "export_format", text="")
+            row.operator("glvd.export_face", text="Export…")

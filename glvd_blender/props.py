@@ -32,6 +32,17 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
     add_cameras: BoolProperty(name="Photo Cameras", description="A camera per photo with the photo as background",
                               default=True)
     smooth_shading: BoolProperty(name="Smooth Shading", default=True)
+    bake_texture: BoolProperty(name="Photo Texture", description="Bake the photos into a texture on the face's UVs "
+                               "(packed into the .blend, with a material)", default=True)
+    texture_size: EnumProperty(name="Texture Size", items=[("1024", "1K", ""), ("2048", "2K", ""), ("4096", "4K", "")],
+                               default="2048")
+    arkit_shapes: BoolProperty(name="ARKit Blendshapes", description="The 52 ARKit expression shape keys, fitted to "
+                               "this face (for Live Link / Faceit style rigs)", default=True)
+    neutral: BoolProperty(name="Neutral Expression", description="Remove the expression estimated on the photo from "
+                          "the face's rest shape (identity kept)", default=False)
+    export_format: EnumProperty(name="Format", items=[("glb", "glTF Binary (.glb)", ""), ("gltf", "glTF (.gltf)", ""),
+                                                      ("fbx", "FBX (.fbx)", ""), ("obj", "OBJ (.obj)", "")],
+                                default="glb")
     status: StringProperty(default="")
 
 

@@ -11,6 +11,8 @@ Cameras are placed with the same matrix, so looking through one overlays the mes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import bpy
 import numpy as np
 
@@ -101,17 +103,37 @@ def _linear(id_data):
             kp.interpolation = "LINEAR"
 
 
+@dataclass
+class Extras:
+    """Optional products of a reconstruction, computed off the UI thread (see ``ops.Job``).
+
+    Attributes:
+        final_vertices: (V, 3) the face's rest shape in the result's frame (the reconstruction,
+            or its neutralised version); None: the last descent step.
+        texture: (S, S, 3) uint8 sRGB baked photo texture (row 0 = top), or None.
+        arkit: ARKit name -> (V, 3) offsets in the result's frame, or None.
+        expression: ICT name -> weight removed by the neutral option, or None.
+    """
+
+    final_vertices: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    arkit: dict | None = None
+    expression: dict | None = None
+
+
 def write_reconstruction(scene, result, photos: list, to_blender: np.ndarray, *, name: str = "GLVD Face",
                          add_keypoints=True, keyframe_descent=True, frames_per_step=5, add_cameras=True,
-                         smooth_shading=True) -> dict:
-    """Create the face mesh, keypoint empties, descent shape keys/keyframes and photo cameras.
+                         smooth_shading=True, extras: Extras | None = None) -> dict:
+    """Create the face mesh (with its material, ARKit shape keys and descent shape keys),
+    keypoint empties and photo cameras.
 
     Everything goes into a new collection; on any error all of it is removed again and the
     error re-raised, so the scene is left as it was."""
-    created = {"objects": [], "meshes": [], "cameras": [], "images": [], "collections": [], "actions": []}
+    created = {"objects": [], "meshes": [], "cameras": [], "images": [], "collections": [], "actions": [],
+               "materials": []}
     try:
         return _write(scene, result, photos, to_blender, name, add_keypoints, keyframe_descent, frames_per_step,
-                      add_cameras, smooth_shading, created)
+                      add_cameras, smooth_shading, extras or Extras(), created)
     except BaseException:
         _remove(created)
         raise
@@ -130,19 +152,54 @@ def _remove(created):
         bpy.data.collections.remove(c)
     for a in created["actions"]:
         bpy.data.actions.remove(a)
+    for m in created["materials"]:
+        bpy.data.materials.remove(m)
 
 
-def _write(scene, result, photos, M, name, add_keypoints, keyframe_descent, fps, add_cameras, smooth, created):
+def grid_origin_and_step(points_world: np.ndarray) -> tuple:
+    """(origin (3,), q): the object origin (the head's centroid, on the grid) and a power-of-two
+    grid step q such that every coordinate relative to the origin, and every difference of two,
+    is exact in float32 (|x| < 2^e, q = 2^(e - 23)). Shape keys stored on this grid replay
+    bit for bit: Blender evaluates a relative key at value 1 as ``basis - (basis - key)``."""
+    c = np.asarray(points_world, np.float64).reshape(-1, 3).mean(0)
+    e = int(np.ceil(np.log2(np.abs(np.asarray(points_world, np.float64).reshape(-1, 3) - c).max() + 1e-3)))
+    q = 2.0 ** (e - 23)
+    return np.round(c / q) * q, q
+
+
+def on_grid(points_world: np.ndarray, origin: np.ndarray, q: float) -> np.ndarray:
+    """World points -> float32 object-local coordinates on the grid (see grid_origin_and_step)."""
+    return (np.round((np.asarray(points_world, np.float64) - origin) / q) * q).astype(np.float32)
+
+
+def local_coordinates(face, to_blender: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Result-frame points -> what the face object stores for them (object-local, on its grid)."""
+    g = face["glvd_grid"]
+    return on_grid(_apply(to_blender, points), np.array(g["origin"]), float(g["step"]))
+
+
+def _key_frames(key, name, frames_values):
+    kb = key.key_blocks[name]
+    for f, v in frames_values:
+        kb.value = v
+        kb.keyframe_insert("value", frame=f)
+
+
+def _write(scene, result, photos, M, name, add_keypoints, keyframe_descent, fps, add_cameras, smooth, extras,
+           created):
     V = result.vertices
     T = V.shape[0] - 1
+    rest = V[-1] if extras.final_vertices is None else extras.final_vertices
     faces = np.asarray(result.faces, np.int32)
     col = bpy.data.collections.new("GLVD Reconstruction")
     created["collections"].append(col)
     scene.collection.children.link(col)
 
+    world_steps = [_apply(M, V[s]) for s in range(T + 1)] + [_apply(M, rest)]
+    origin, q = grid_origin_and_step(np.stack(world_steps))
     me = bpy.data.meshes.new(name)
     created["meshes"].append(me)
-    final = _apply(M, V[-1])
+    final = on_grid(world_steps[-1], origin, q)
     me.vertices.add(len(final))
     me.vertices.foreach_set("co", final.ravel())
     me.loops.add(faces.size)
@@ -156,25 +213,45 @@ def _write(scene, result, photos, M, name, add_keypoints, keyframe_descent, fps,
     face = bpy.data.objects.new(name, me)
     created["objects"].append(face)
     col.objects.link(face)
+    face.location = origin.tolist()
     face["glvd"] = dict(frame=result.frame, iterations=T, model=str(result.info.get("model", "")),
-                        seed=int(result.info.get("seed", 0)))
+                        seed=int(result.info.get("seed", 0)), neutral=extras.final_vertices is not None)
+    face["glvd_grid"] = dict(origin=origin.tolist(), step=q)
+    if extras.expression:
+        face["glvd_removed_expression"] = {k: round(float(v), 4) for k, v in extras.expression.items() if v > 1e-3}
+    if extras.texture is not None:
+        _add_texture_material(face, extras.texture, name, created)
 
     start = scene.frame_start
+    if extras.arkit or (keyframe_descent and T > 0):
+        face.shape_key_add(name="Basis", from_mix=False)
+        me.shape_keys.use_relative = True
+    if extras.arkit:  # relative to the rest shape, at 0: drive them (Live Link, Faceit, ...)
+        R = M[:3, :3]
+        for n, d in extras.arkit.items():
+            kb = face.shape_key_add(name=n, from_mix=False)
+            kb.data.foreach_set("co", (final + (np.asarray(d, np.float64) @ R.T)).astype(np.float32).ravel())
+            kb.slider_min, kb.slider_max = 0.0, 1.0
+            kb.value = 0.0  # keys added from Python start at 1
     if keyframe_descent and T > 0:
-        # absolute shape keys: a 'final' reference, then step_00 ... step_T; eval_time keyed so that
-        # frame start + s * fps shows step s exactly
-        face.shape_key_add(name="final", from_mix=False)
+        # step_00 ... step_T, each relative to the rest shape and keyed 1 on its own frame, 0 on its
+        # neighbours': frame start + s * fps shows step s exactly, linear blends in between; with the
+        # neutral option the rest shape follows one step after the last
+        key = me.shape_keys
         for s in range(T + 1):
             kb = face.shape_key_add(name=f"step_{s:02d}", from_mix=False)
-            kb.data.foreach_set("co", _apply(M, V[s]).ravel())
-        key = me.shape_keys
-        key.use_relative = False
+            kb.data.foreach_set("co", on_grid(world_steps[s], origin, q).ravel())
         for s in range(T + 1):
-            key.eval_time = key.key_blocks[f"step_{s:02d}"].frame
-            key.keyframe_insert("eval_time", frame=start + s * fps)
+            fv = [(start + s * fps, 1.0)]
+            if s > 0:
+                fv.append((start + (s - 1) * fps, 0.0))
+            if s < T or extras.final_vertices is not None:
+                fv.append((start + (s + 1) * fps, 0.0))
+            _key_frames(key, f"step_{s:02d}", fv)
         created["actions"].append(key.animation_data.action)
         _linear(key)
-        scene.frame_end = max(scene.frame_end, start + T * fps)
+        end = start + (T + (extras.final_vertices is not None)) * fps
+        scene.frame_end = max(scene.frame_end, end)
 
     if add_keypoints:
         K = result.keypoints
@@ -186,7 +263,7 @@ def _write(scene, result, photos, M, name, add_keypoints, keyframe_descent, fps,
             col.objects.link(e)
             e.parent = face
             e["template_vertex"] = int(result.keypoint_indices[j])
-            traj = np.stack([_apply(M, K[s, j:j + 1])[0] for s in range(T + 1)])
+            traj = np.stack([_apply(M, K[s, j:j + 1])[0] - origin for s in range(T + 1)])  # parent-local
             if keyframe_descent and T > 0:
                 for s in range(T + 1):
                     e.location = traj[s].tolist()
@@ -219,6 +296,30 @@ def _write(scene, result, photos, M, name, add_keypoints, keyframe_descent, fps,
                 if scene.camera is None:
                     scene.camera = co
     if keyframe_descent and T > 0:
-        scene.frame_set(start + T * fps)
+        scene.frame_set(end)
     return {"face": face, "collection": col, "objects": list(created["objects"])}
 
+
+
+def _add_texture_material(face, texture: np.ndarray, name: str, created: dict):
+    """A packed image of the baked photo texture and a Principled BSDF material showing it
+    (Material Preview, EEVEE and Cycles)."""
+    h, w = texture.shape[:2]
+    img = bpy.data.images.new(f"{name} Texture", width=w, height=h, alpha=False)
+    created["images"].append(img)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = texture[::-1].astype(np.float32) / 255.0  # Blender's rows run bottom-up
+    img.pixels.foreach_set(rgba.ravel())
+    img.pack()
+    mat = bpy.data.materials.new(f"{name} Material")
+    created["materials"].append(mat)
+    if bpy.app.version < (5, 0, 0):  # always node-based from 5.0 (use_nodes deprecated)
+        mat.use_nodes = True
+    nt = mat.node_tree
+    bsdf = next(n for n in nt.nodes if n.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Roughness"].default_value = 0.55
+    tex = nt.nodes.new("ShaderNodeTexImage")
+    tex.image = img
+    tex.location = (-400, 300)
+    nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    face.data.materials.append(mat)

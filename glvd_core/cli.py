@@ -89,7 +89,23 @@ def _reconstruct(a) -> int:
                         names=[ph.path for ph in photos])
     for n in r.info.get("notes", []):
         print(f"note: {n}")
-    r.save_obj(a.output)
+    final = r.final_vertices
+    if a.neutral:
+        from .expression import neutralize
+
+        final, fit = neutralize(rec.template, final)
+        top = sorted(fit.expression.items(), key=lambda kv: -kv[1])[:3]
+        removed = ", ".join(f"{k} {v:.2f}" for k, v in top if v > 0.05)
+        print(f"neutral: removed {removed}" if removed else "neutral: no expression found")
+    if a.texture:
+        from .texture import bake_texture, write_textured_obj
+
+        tex = bake_texture(r.final_vertices, images, r.cameras, rec.template, masks=masks, size=a.texture)
+        paths = write_textured_obj(a.output, final, rec.template, tex, header=f"GLVD reconstruction, metres, frame {r.frame}")
+        print(f"texture {a.texture}px: {100 * tex.stats['seen']:.0f}% seen, {100 * tex.stats['mirrored']:.0f}% mirrored, "
+              f"{100 * tex.stats['filled']:.0f}% filled -> {paths[2]}")
+    else:
+        r.save_obj(a.output, vertices=final)
     if a.trajectory:
         r.save_trajectory(a.trajectory)
     if a.json:
@@ -199,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory", help="write every step to this .npz")
     p.add_argument("--json", help="write a summary (cameras, timings) to this .json")
     p.add_argument("--no-detect", action="store_true", help="skip face detection (use the whole photo, no heatmaps)")
+    p.add_argument("--texture", type=int, default=0, metavar="SIZE",
+                   help="bake the photos into a SIZE x SIZE texture: writes OUT.png and OUT.mtl beside the OBJ")
+    p.add_argument("--neutral", action="store_true", help="remove the estimated expression from the written mesh")
     p.set_defaults(func=_reconstruct)
     p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template, 3DMM fit")
     p.add_argument("--data", required=True)

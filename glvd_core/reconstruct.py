@@ -76,10 +76,11 @@ class Reconstruction:
     def iterations(self) -> int:
         return len(self.vertices) - 1
 
-    def save_obj(self, path, step: int = -1) -> None:
-        write_obj(path, self.vertices[step], self.faces, self.uvs,
-                  header=f"GLVD reconstruction, step {step % len(self.vertices)} of {self.iterations}, "
-                         f"metres, frame: {self.frame} (OpenCV axes)")
+    def save_obj(self, path, step: int = -1, vertices: np.ndarray | None = None) -> None:
+        """Write step ``step`` (or ``vertices``, e.g. neutralised, on this topology) as OBJ, metres."""
+        what = f"step {step % len(self.vertices)} of {self.iterations}" if vertices is None else "edited final step"
+        write_obj(path, self.vertices[step] if vertices is None else vertices, self.faces, self.uvs,
+                  header=f"GLVD reconstruction, {what}, metres, frame: {self.frame} (OpenCV axes)")
 
     def save_trajectory(self, path) -> None:
         from .data.dataset import save_npz_deterministic

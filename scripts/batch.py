@@ -45,37 +45,22 @@ def atomic_json(path, obj):
     os.replace(tmp, path)
 
 
-def export(fmt, path: Path):
-    import bpy
-
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if fmt == "blend":
-        bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
-    elif fmt == "obj":
-        bpy.ops.wm.obj_export(filepath=str(tmp), export_selected_objects=True, export_materials=False,
-                              forward_axis="NEGATIVE_Z", up_axis="Y")
-    elif fmt == "glb":
-        bpy.ops.export_scene.gltf(filepath=str(tmp), export_format="GLB", use_selection=True)
-    elif fmt == "fbx":
-        bpy.ops.export_scene.fbx(filepath=str(tmp), use_selection=True)
-    else:
-        raise ValueError(f"unknown format {fmt!r}")
-    os.replace(tmp, path)
-
-
 def main(argv):
     ap = argparse.ArgumentParser(prog="batch.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", nargs="+", required=True)
     ap.add_argument("--output", required=True)
-    ap.add_argument("--formats", default="blend,obj,glb")
+    ap.add_argument("--formats", default="blend,obj,glb", help="comma-separated: blend, glb, gltf, fbx, obj")
     ap.add_argument("--views-per-subject", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true")
     ap.add_argument("--model", default="")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--iterations", type=int, default=0, help="descent steps (0: the model's default)")
+    ap.add_argument("--texture", type=int, default=2048, help="photo texture size (0: none)")
+    ap.add_argument("--no-arkit", action="store_true", help="skip the 52 ARKit shape keys")
+    ap.add_argument("--neutral", action="store_true", help="remove the estimated expression from the rest shape")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
-    ext = {"blend": ".blend", "obj": ".obj", "glb": ".glb", "fbx": ".fbx"}
+    ext = {"blend": ".blend", "obj": ".obj", "glb": ".glb", "gltf": ".gltf", "fbx": ".fbx"}
     bad = [f for f in formats if f not in ext]
     if bad:
         ap.error(f"unknown format(s): {', '.join(bad)} (choose from {', '.join(ext)})")
@@ -84,7 +69,7 @@ def main(argv):
     import bpy
 
     import glvd_blender
-    from glvd_blender import ops
+    from glvd_blender import exporters, ops
 
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +89,12 @@ def main(argv):
                     bpy.ops.wm.read_factory_settings(use_empty=True)
                     s = bpy.context.scene.glvd
                     s.model_path, s.device, s.iterations = a.model, a.device, a.iterations
+                    s.bake_texture = a.texture > 0
+                    if a.texture:
+                        if str(a.texture) not in ("1024", "2048", "4096"):
+                            raise ValueError(f"--texture {a.texture}: choose 1024, 2048 or 4096 (or 0)")
+                        s.texture_size = str(a.texture)
+                    s.arkit_shapes, s.neutral = not a.no_arkit, a.neutral
                     for p in photos:
                         s.photos.add().filepath = str(Path(p).resolve())
                     if not photos:
@@ -112,9 +103,9 @@ def main(argv):
                     job.run()
                     if job.error:
                         raise RuntimeError(job.error)
-                    ops.write(bpy.context, job)
+                    face = ops.write(bpy.context, job)["face"]
                     for f, p in outputs.items():
-                        export(f, p)
+                        exporters.export(f, p, [face])
                     entry.update(status="ok", message="; ".join(job.result.info.get("notes", [])),
                                  seconds=round(time.time() - t0, 3))
                 except Exception as e:  # noqa: BLE001 - reported per input, the batch goes on
