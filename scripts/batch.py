@@ -60,16 +60,16 @@ def main(argv):
     ap.add_argument("--neutral", action="store_true", help="remove the estimated expression from the rest shape")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
-    ext = {"blend": ".blend", "obj": ".obj", "glb": ".glb", "gltf": ".gltf", "fbx": ".fbx"}
-    bad = [f for f in formats if f not in ext]
-    if bad:
-        ap.error(f"unknown format(s): {', '.join(bad)} (choose from {', '.join(ext)})")
-
     use_checkout()
     import bpy
 
     import glvd_blender
     from glvd_blender import exporters, ops
+
+    ext = exporters.FORMATS
+    bad = [f for f in formats if f not in ext]
+    if bad:
+        ap.error(f"unknown format(s): {', '.join(bad)} (choose from {', '.join(ext)})")
 
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
