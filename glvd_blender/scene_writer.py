@@ -140,20 +140,12 @@ def write_reconstruction(scene, result, photos: list, to_blender: np.ndarray, *,
 
 
 def _remove(created):
-    for o in created["objects"]:
-        bpy.data.objects.remove(o, do_unlink=True)
-    for m in created["meshes"]:
-        bpy.data.meshes.remove(m)
-    for c in created["cameras"]:
-        bpy.data.cameras.remove(c)
-    for i in created["images"]:
-        bpy.data.images.remove(i)
-    for c in created["collections"]:
-        bpy.data.collections.remove(c)
-    for a in created["actions"]:
-        bpy.data.actions.remove(a)
-    for m in created["materials"]:
-        bpy.data.materials.remove(m)
+    """Delete everything ``_write`` made; ``created`` maps a bpy.data collection name to its new
+    datablocks, objects first (so nothing still uses the data removed after them)."""
+    for kind, blocks in created.items():
+        collection = getattr(bpy.data, kind)
+        for block in blocks:
+            collection.remove(block, do_unlink=True)
 
 
 def grid_origin_and_step(points_world: np.ndarray) -> tuple:
