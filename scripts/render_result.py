@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blender_args import script_args, use_checkout  # noqa: E402
+from _blender_args import cycles_with_sun, reconstruct_photo_in_scene, script_args, use_checkout  # noqa: E402
 
 
 def main(argv):
@@ -21,31 +21,16 @@ def main(argv):
     import numpy as np
 
     import glvd_blender
-    from glvd_blender import ops
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    glvd_blender.register()
+    face = reconstruct_photo_in_scene(a.photo, bake_texture=False)  # an untextured skin overlay
     try:
-        bpy.context.scene.glvd.photos.add().filepath = str(Path(a.photo).resolve())
-        job = ops.gather(bpy.context)
-        job.run()
-        if job.error:
-            raise SystemExit(job.error)
-        out = ops.write(bpy.context, job)
         sc = bpy.context.scene
         sc.camera = bpy.data.objects["GLVD Camera 0"]
-        sc.render.engine = "CYCLES"
-        sc.cycles.samples = a.samples
-        sc.cycles.device = "CPU"
-        sc.render.film_transparent = True
-        sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
-        sun.data.energy = 3.0
-        sun.rotation_euler = (0.9, 0.2, 0.3)
-        sc.collection.objects.link(sun)
+        cycles_with_sun(sc, a.samples).data.energy = 3.0
         mat = bpy.data.materials.new("skin")
         mat.use_nodes = True
         mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.8, 0.6, 0.5, 1)
-        out["face"].data.materials.append(mat)
+        face.data.materials.append(mat)
         tmp = Path(a.out).with_suffix(".render.png")
         sc.render.filepath = str(tmp)
         bpy.ops.render.render(write_still=True)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blender_args import script_args, use_checkout  # noqa: E402
+from _blender_args import cycles_with_sun, reconstruct_photo_in_scene, script_args, use_checkout  # noqa: E402
 
 
 def main(argv):
@@ -28,40 +28,21 @@ def main(argv):
     from mathutils import Matrix
 
     import glvd_blender
-    from glvd_blender import ops
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    glvd_blender.register()
+    face = reconstruct_photo_in_scene(a.photo, texture_size=a.texture, add_keypoints=False, keyframe_descent=False)
     try:
-        s = bpy.context.scene.glvd
-        s.photos.add().filepath = str(Path(a.photo).resolve())
-        s.texture_size = a.texture
-        s.add_keypoints = False
-        s.keyframe_descent = False
-        job = ops.gather(bpy.context)
-        job.run()
-        if job.error:
-            raise SystemExit(job.error)
-        face = ops.write(bpy.context, job)["face"]
         sc = bpy.context.scene
         cam0 = bpy.data.objects["GLVD Camera 0"]
         side = bpy.data.objects.new("side", cam0.data.copy())
         sc.collection.objects.link(side)
         pivot = Matrix.Translation(face.location)
         side.matrix_world = pivot @ Matrix.Rotation(math.radians(45), 4, "Z") @ pivot.inverted() @ cam0.matrix_world
-        sc.render.engine = "CYCLES"
-        sc.cycles.samples = a.samples
-        sc.cycles.device = "CPU"
-        sc.render.film_transparent = True
+        cycles_with_sun(sc, a.samples).data.energy = 2.5
         w, h = sc.render.resolution_x, sc.render.resolution_y
         sc.render.resolution_percentage = a.scale
         world = bpy.data.worlds.new("ambient")
         world.color = (0.35, 0.35, 0.35)
         sc.world = world
-        sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
-        sun.data.energy = 2.5
-        sun.rotation_euler = (0.9, 0.2, 0.3)
-        sc.collection.objects.link(sun)
         tmp = Path(a.out).with_suffix(".render.png")
 
         def render(cam, keys=()):
