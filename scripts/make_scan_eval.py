@@ -59,7 +59,7 @@ def main(argv=None):
     from glvd_core.cameras import Camera, look_at_rotation, save_cameras
     from glvd_core.data.dataset import FORMAT, _write_png, save_npz_deterministic, scene_rng
     from glvd_core.data.synth import SceneConfig, render_mesh, sample_camera, sample_lighting
-    from glvd_core.evaluate import FaceRegion, point_to_mesh, umeyama
+    from glvd_core.evaluate import point_to_mesh, umeyama
     from glvd_core.io import InputError
     from glvd_core.preprocess import MediaPipeFaces
 
