@@ -50,7 +50,11 @@ def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
     for s in range(0, N, 1024):  # (chunk, N, 3) at a time; the diagonal of the full output
         full = model.net.g_v.head(h[:, s:s + 1024])
         out.append(full[:, torch.arange(full.shape[1]), torch.arange(s, s + full.shape[1])])
-    dv = clip_norm(torch.cat(out, 1), clip)
+    dv = torch.cat(out, 1)
+    prior = model.vertex_prior(k)
+    if prior is not None:
+        dv = dv + model.prior_pull(prior, v)
+    dv = clip_norm(dv, clip)
     return v + dv, k + dk
 
 

@@ -42,17 +42,30 @@ def _demo(a) -> int:
     return demo_reconstruct(Path(a.out), seed=a.seed)
 
 
+def parse_overrides(cfg, items) -> dict:
+    """``FIELD=VALUE`` strings -> typed config overrides (bools: true/false/1/0/yes/no)."""
+    out = {}
+    for kv in items:
+        k, eq, v = kv.partition("=")
+        if not eq or not hasattr(cfg, k):
+            raise ValueError(f"--set {kv!r}: expected FIELD=VALUE with FIELD a config field")
+        kind = type(getattr(cfg, k))
+        if kind is bool:
+            if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"--set {kv!r}: {k} takes true or false")
+            out[k] = v.lower() in ("true", "1", "yes")
+        else:
+            out[k] = kind(v)
+    return out
+
+
 def _train(a) -> int:
     from .model.config import get_config
     from .train.trainer import Trainer, TrainOptions
 
-    overrides = {}
-    for kv in a.set or []:
-        k, _, v = kv.partition("=")
-        overrides[k] = type(getattr(get_config(a.config), k))(v) if hasattr(get_config(a.config), k) else v
-    cfg = get_config(a.config, **overrides)
+    cfg = get_config(a.config, **parse_overrides(get_config(a.config), a.set or []))
     opts = TrainOptions(ckpt_every=a.ckpt_every, max_scenes=a.max_scenes, device=a.device, threads=a.threads,
-                        stop_after=a.stop_after, progress=not a.quiet)
+                        stop_after=a.stop_after, progress=not a.quiet, init=a.init, amp=a.amp)
     path = Trainer(cfg, a.data, a.out, opts, resume=a.resume).run()
     print(f"\n{path}")
     return 0
@@ -193,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override config fields (e.g. encoding=none)")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start a new run from these weights (a model.pt or checkpoint of the same architecture)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                   help="bf16 autocast: auto = on CUDA only; bf16 = also on CPU; off")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--max-scenes", type=int, default=0)

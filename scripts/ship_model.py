@@ -21,17 +21,17 @@ def main(argv=None):
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--data-recipe", default="make-data --scenes 2000 --views 3 --seed 1000 --size 256; detect-landmarks")
     a = ap.parse_args(argv)
+    from glvd_core.cli import parse_overrides
     from glvd_core.model.config import GLVDConfig
     from glvd_core.train.trainer import MODEL_FORMAT, atomic_save, load_checkpoint
 
     run = Path(a.run)
     ck = load_checkpoint(run / "model.pt")
     cfg = GLVDConfig.from_dict(ck["config"]).to_dict()  # fields added since training take their defaults
-    for kv in a.set:
-        k, _, v = kv.partition("=")
-        if k not in cfg:
-            raise SystemExit(f"unknown config field {k}")
-        cfg[k] = type(cfg[k])(v)
+    try:
+        cfg.update(parse_overrides(GLVDConfig.from_dict(cfg), a.set))
+    except ValueError as e:
+        raise SystemExit(str(e))
     model = {k: (v.half() if a.fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()}
     steps = {}
     for line in (run / "metrics.jsonl").read_text().splitlines():

@@ -212,14 +212,16 @@ def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_p
         torch.testing.assert_close(uv, b.landmarks_px, atol=2e-3, rtol=0)
 
 
-def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset):
-    """The fast path (diagonal gather, cached weights) matches the naive full-output step within 1e-4 m."""
+@pytest.mark.parametrize("prior", ["none", "keypoints"])
+def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset, prior):
+    """The fast path (diagonal gather, cached weights) matches the naive full-output step within 1e-4 m,
+    with and without the keypoint-posed template prior."""
     from glvd_core.bench import full_output_step
     from glvd_core.data import GLVDDataset
     from glvd_core.model.frame import make_frame
 
     s = GLVDDataset(tiny_dataset)[0]
-    rec = untrained
+    rec = untrained if prior == "none" else Reconstructor.untrained(get_config("tiny", vertex_prior=prior), device="cpu")
     lm = [s.cameras[0].project(s.vertices_m[rec.template.landmarks68])]
     r = rec.reconstruct(s.images[:1], s.masks[:1], cameras=s.cameras[:1], landmarks=lm, iterations=5, seed=2)
     views, cams, _ = rec.prepare(s.images[:1], s.masks[:1], s.cameras[:1], lm)

@@ -34,6 +34,11 @@ class GLVDConfig:
     # -- ablation switches ---------------------------------------------------------------
     encoding: str = "relative"       # "relative" (P = k - v), "distance" (|k - v|), "none" (LVD)
     update: str = "parallel"         # "parallel" (both from the same state) or "sequential"
+    vertex_prior: str = "none"       # "none" (the paper: g_v predicts the whole displacement) or
+                                     # "keypoints" (our option: g_v predicts a residual added to
+                                     # clip(T_k(template_i) - v_i), T_k the similarity taking the template's
+                                     # keypoints onto the current keypoints — a residual on the
+                                     # keypoint-posed template; measured in docs/RESULTS.md)
     # -- descent / normalisation ----------------------------------------------------------
     frame_scale_m: float = 0.16      # metres per normalised unit
     head_extent_m: float = 0.36      # nominal head height framed by a crop (as the data engine)

@@ -45,6 +45,8 @@ class GLVD(nn.Module):
         init = (template.vertices_m - template.vertices_m.mean(0)) @ R_ICT_TO_CAM.T / cfg.frame_scale_m
         self.register_buffer("kp_index", torch.as_tensor(kp, dtype=torch.long), persistent=False)
         self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
+        if cfg.vertex_prior not in ("none", "keypoints"):
+            raise ValueError(f"vertex_prior must be 'none' or 'keypoints', not {cfg.vertex_prior!r}")
         self.template_sha256 = template.sha256
 
     # -- encoders ----------------------------------------------------------------------------
@@ -87,6 +89,29 @@ class GLVD(nn.Module):
         f = sample_maps(fv, grid).unflatten(0, (B, V)).mean(1)
         return self.net.sdf(torch.cat([points, f], -1))
 
+    # -- keypoint-posed template (cfg.vertex_prior == "keypoints") ------------------------------
+    def vertex_prior(self, keypoints: torch.Tensor) -> torch.Tensor | None:
+        """(B, K, 3) keypoints -> (B, N, 3) the template moved by the similarity that best takes its
+        keypoints onto ``keypoints`` (least squares, Umeyama); None without a prior."""
+        if self.cfg.vertex_prior == "none":
+            return None
+        s, R, t = similarity_fit(self.vertex_init[self.kp_index], keypoints)
+        return s[:, None, None] * self.vertex_init @ R.transpose(1, 2) + t[:, None]
+
+    def vertex_displacement(self, h: torch.Tensor, points: torch.Tensor, rows: torch.Tensor,
+                            prior: torch.Tensor | None) -> torch.Tensor:
+        """g_v's displacement for each point's own row: h (B, P, H), points (B, P, 3), rows (B, P)
+        -> (B, P, 3), plus the prior's pull when there is one."""
+        d = self.net.g_v.head(h, rows)
+        if prior is not None:
+            d = d + self.prior_pull(torch.gather(prior, 1, rows[..., None].expand(-1, -1, 3)), points)
+        return d
+
+    def prior_pull(self, prior_rows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """The prior's part of a displacement: (prior row - point) clipped to the step length, so
+        g_v's residual stays small for far points too. Shapes broadcast: (..., 3)."""
+        return clip_norm(prior_rows - points, self.cfg.clip)
+
     # -- one descent step (diagonal evaluation) -------------------------------------------------
     def step(self, feats: Features, vertices, keypoints, A, b, K, clip: float, move_vertices: bool = True):
         """One update of keypoints (B, K, 3) and vertices (B, N, 3) -> (new_vertices, new_keypoints).
@@ -100,9 +125,28 @@ class GLVD(nn.Module):
             return vertices, k_new
         k_for_v = k_new if self.cfg.update == "sequential" else keypoints
         vidx = torch.arange(vertices.shape[1], device=vertices.device).expand(B, -1)
-        dv = self.net.g_v.head(self.vertex_hidden(feats.fv, B, V, vertices, k_for_v, A, b, K), vidx)
-        dv = clip_norm(dv, clip)
+        h = self.vertex_hidden(feats.fv, B, V, vertices, k_for_v, A, b, K)
+        dv = clip_norm(self.vertex_displacement(h, vertices, vidx, self.vertex_prior(k_for_v)), clip)
         return vertices + dv, k_new
+
+
+def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
+    """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3), dst (B, K, 3)
+    -> s (B,), R (B, 3, 3) proper rotations, t (B, 3); computed in float32."""
+    src, dst = src.float(), dst.float()
+    with torch.autocast(dst.device.type, enabled=False):
+        ms, md = src.mean(0), dst.mean(1)
+        xs, xd = src - ms, dst - md[:, None]
+        cov = xd.transpose(1, 2) @ xs / src.shape[0]  # (B, 3, 3)
+        U, S, Vh = torch.linalg.svd(cov)
+        d = torch.sign(torch.linalg.det(U @ Vh))
+        d = torch.where(d == 0, torch.ones_like(d), d)
+        D = torch.ones_like(S)
+        D[:, 2] = d
+        R = U @ torch.diag_embed(D) @ Vh
+        s = (S * D).sum(-1) / (xs ** 2).sum(-1).mean().clamp_min(1e-12)
+        t = md - s[:, None] * (R @ ms)
+    return s, R, t
 
 
 def clip_norm(d: torch.Tensor, c: float) -> torch.Tensor:

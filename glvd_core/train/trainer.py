@@ -71,6 +71,10 @@ class TrainOptions:
     threads: int = 0           # CPU threads (0 = torch default)
     stop_after: int = 0        # stop after this many steps in this process (tests; 0 = never)
     progress: bool = True
+    amp: str = "auto"          # bf16 autocast: "auto" (on CUDA), "bf16" (also on CPU), "off"
+    init: str | None = None    # start a new run from these weights (model or checkpoint, same shapes);
+                               # from a model without the vertex prior into one with it, g_v's last
+                               # layer starts at zero (the residual on the keypoint-posed template)
 
 
 class Trainer:
@@ -82,6 +86,9 @@ class Trainer:
         if self.opts.threads:
             torch.set_num_threads(self.opts.threads)
         self.device = resolve_device(self.opts.device)
+        if self.opts.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be auto, bf16 or off, not {self.opts.amp!r}")
+        self.amp = self.opts.amp == "bf16" or (self.opts.amp == "auto" and self.device.type == "cuda")
         self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.rank = int(os.environ.get("RANK", "0"))
         if self.ddp:
@@ -103,6 +110,8 @@ class Trainer:
         self.opt_state = None
         if resume and last.exists():
             self._load(last)
+        elif self.opts.init:
+            self._init_from(self.opts.init)
         if self.rank == 0:
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
@@ -116,6 +125,24 @@ class Trainer:
         self.opt_state = ck.get("optimizer")
         if self.rank == 0:
             print(f"resumed {path}: stage {self.stage}, step {self.step}")
+
+    def _init_from(self, path):
+        ck = load_checkpoint(path)
+        if ck["template_sha256"] != self.tpl.sha256:
+            raise ValueError(f"{path}: made for another template")
+        src = GLVDConfig.from_dict(ck["config"])
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()}
+        try:
+            self.model.net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: its architecture differs from config {self.cfg.name!r}: {str(e)[:300]}") from None
+        if src.vertex_prior == "none" and self.cfg.vertex_prior != "none":
+            l3 = self.model.net.g_v.l3
+            with torch.no_grad():  # the residual starts at zero: the descent starts as the posed template
+                l3.parametrizations.weight.original0.zero_()
+                l3.bias.zero_()
+        if self.rank == 0:
+            print(f"initialised from {path}")
 
     def _save(self, opt, name="last.pt"):
         if self.rank != 0:
@@ -149,9 +176,10 @@ class Trainer:
                 p.requires_grad_(False)
             for p in params:
                 p.requires_grad_(True)
-            train_model = self.model
+            # the loss runs inside a module's forward so that DDP (torchrun) averages the gradients
+            train_model = StageLoss(self)
             if self.ddp:
-                train_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+                train_model = torch.nn.parallel.DistributedDataParallel(train_model, find_unused_parameters=True)
             opt = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.9, 0.999))
             if self.opt_state is not None:
                 opt.load_state_dict(self.opt_state)
@@ -163,8 +191,8 @@ class Trainer:
                 rng, gen = step_rng(self.cfg.seed, stage, self.step, self.rank)
                 n_views = 3 if rng.random() < self.cfg.multiview_prob else 1
                 batch = self.bank.batch(rng, self.cfg.batch_size, n_views).to(self.device)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                    loss = getattr(self, f"loss_{stage}")(batch, gen, train_model)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    loss = train_model(stage, batch, gen)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at stage {stage} step {self.step}")
                 opt.zero_grad(set_to_none=True)
@@ -193,8 +221,21 @@ class Trainer:
                     return self.out / "last.pt"
             if self.opts.progress and self.rank == 0:
                 print(file=sys.stderr)
+            if self.ddp:
+                self._check_in_sync(stage)
             self._save(opt, f"stage_{stage}.pt")
         return self.export()
+
+    def _check_in_sync(self, stage):
+        """DDP: every rank must hold the same weights after a stage (the gradients were averaged)."""
+        import torch.distributed as dist
+
+        x = torch.stack([p.detach().double().sum() for p in self.stage_params(stage)]).to(self.device)
+        lo, hi = x.clone(), x.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        if not torch.allclose(lo, hi, rtol=1e-6, atol=1e-6):
+            raise RuntimeError(f"DDP ranks diverged in stage {stage}: gradients were not averaged")
 
     def export(self) -> Path:
         path = self.out / "model.pt"
@@ -220,7 +261,7 @@ class Trainer:
         base = torch.gather(pts, 1, idx[..., None].expand(B, n, 3))
         return base + torch.randn(B, n, 3, generator=gen).to(self.device) * s, idx
 
-    def loss_sdf(self, b: Batch, gen, model):
+    def loss_sdf(self, b: Batch, gen):
         B, V = b.images.shape[:2]
         Q = self.cfg.queries_per_scene
         near, _ = self._near(gen, b.gt_vertices, Q - Q // 4, [0.01, 0.03, 0.1])
@@ -236,7 +277,7 @@ class Trainer:
             target = (d * torch.where(sign == 0, torch.ones_like(sign), sign)).clamp(-0.2, 0.2)
         return (pred.clamp(-0.2, 0.2) - target).abs().mean() / 0.2
 
-    def loss_kp(self, b: Batch, gen, model):
+    def loss_kp(self, b: Batch, gen):
         B, V = b.images.shape[:2]
         Q = self.cfg.queries_per_scene
         gk = b.gt_keypoints
@@ -256,7 +297,7 @@ class Trainer:
         target = clipped(gk[:, None] - q[:, :, None], self.cfg.clip)
         return displacement_loss(pred, target, self.cfg)
 
-    def loss_vertex(self, b: Batch, gen, model):
+    def loss_vertex(self, b: Batch, gen):
         cfg = self.cfg
         B, V = b.images.shape[:2]
         Q, N = cfg.queries_per_scene, b.gt_vertices.shape[1]
@@ -282,17 +323,35 @@ class Trainer:
             mask = keep.float() / (1 - cfg.feature_dropout)
         h = self.model.vertex_hidden(fv, B, V, q, kps, b.A, b.b, b.K, dropout_mask=mask)
         own_gt = torch.gather(b.gt_vertices, 1, own[..., None].expand(-1, -1, 3))
-        own_loss = displacement_loss(self.model.net.g_v.head(h, own), clipped(own_gt - q, cfg.clip), cfg)
+        with torch.no_grad():
+            prior = self.model.vertex_prior(kps)  # None, or the keypoint-posed template (B, N, 3)
+        own_loss = displacement_loss(self.model.vertex_displacement(h, q, own, prior), clipped(own_gt - q, cfg.clip), cfg)
         if cfg.targets_per_query and cfg.targets_per_query < N:
             # S random rows shared by the scene's queries (one matmul)
             tgt = torch.randint(0, N, (B, cfg.targets_per_query), generator=gen).to(self.device)
             pred = self.model.net.g_v.head_shared(h, tgt)
             gt = torch.gather(b.gt_vertices, 1, tgt[..., None].expand(-1, -1, 3)).unsqueeze(1)
+            if prior is not None:
+                pred = pred + self.model.prior_pull(torch.gather(prior, 1, tgt[..., None].expand(-1, -1, 3)).unsqueeze(1), q[:, :, None])
         else:
             pred = self.model.net.g_v.head(h)
             gt = b.gt_vertices[:, None]
+            if prior is not None:
+                pred = pred + self.model.prior_pull(prior[:, None], q[:, :, None])
         rows_loss = displacement_loss(pred, clipped(gt - q[:, :, None], cfg.clip), cfg)
         return cfg.own_row_weight * own_loss + (1 - cfg.own_row_weight) * rows_loss
+
+
+class StageLoss(torch.nn.Module):
+    """The model with a forward that computes one stage's loss — the module DDP wraps."""
+
+    def __init__(self, trainer: "Trainer"):
+        super().__init__()
+        self.model = trainer.model
+        self._trainer = [trainer]  # a list: not registered as a submodule
+
+    def forward(self, stage: str, batch: Batch, gen: torch.Generator) -> torch.Tensor:
+        return getattr(self._trainer[0], f"loss_{stage}")(batch, gen)
 
 
 def vertex_normals_t(v: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
