@@ -211,6 +211,7 @@ def test_batch_end_to_end_with_a_corrupt_image(tmp_path, synthetic_photo, tiny_m
     status = {e["name"]: e for e in rep["results"]}
     assert status["good"]["status"] == "ok" and status["corrupt"]["status"] == "error"
     assert "corrupt.jpg" in status["corrupt"]["message"]
+    assert status["good"]["rss_mb"] > 100 and rep["peak_rss_mb"] >= status["good"]["rss_mb"]
     for ext in (".blend", ".obj", ".glb"):  # ... after the good one was written
         assert (out / f"good{ext}").stat().st_size > 1000
     from glvd_core.io import read_obj

@@ -19,6 +19,11 @@ def glvd_core():
         return importlib.import_module("glvd_core")
 
 
+def import_core(sub: str):
+    """A glvd_core sub-module (``"preprocess"``, ``"reconstruct"``, …) wherever glvd_core lives."""
+    return importlib.import_module(glvd_core().__name__ + "." + sub)
+
+
 def default_environment() -> str:
     """``<checkout>/.venv/lib/python3.X/site-packages`` when running from a development checkout."""
     root = Path(__file__).resolve().parent.parent

@@ -20,13 +20,10 @@ _MODELS: dict = {}
 
 def get_reconstructor(model_path: str, device: str):
     """Cached Reconstructor for (model, device)."""
-    gc = core.glvd_core()
     key = (model_path or "<bundled>", device)
     if key not in _MODELS:
         _MODELS.clear()
-        from importlib import import_module
-
-        Reconstructor = import_module(gc.__name__ + ".reconstruct").Reconstructor
+        Reconstructor = core.import_core("reconstruct").Reconstructor
         _MODELS[key] = Reconstructor.from_pretrained(core.bpy_abspath(model_path) if model_path else None, device=device)
     return _MODELS[key]
 
@@ -58,10 +55,7 @@ class Job:
     started: float = field(default_factory=time.time)
 
     def run(self):
-        from importlib import import_module
-
-        gc = core.glvd_core()
-        Cancelled = import_module(gc.__name__ + ".reconstruct").Cancelled
+        Cancelled = core.import_core("reconstruct").Cancelled
         try:
             rec = get_reconstructor(self.model_path, self.device)
             self.total = self.kwargs["iterations"] or rec.cfg.iterations
@@ -73,7 +67,7 @@ class Job:
             self.stage = "descent"
             self.result = rec.reconstruct(self.images, self.masks, self.cameras, intrinsics=self.intrinsics,
                                           names=self.photos, callback=cb, **self.kwargs)
-            self.extras = self._extras(gc, rec.template)
+            self.extras = self._extras(rec.template)
         except Cancelled:
             self.error = "cancelled"
         except Exception as e:  # noqa: BLE001 - shown to the artist, never a traceback
@@ -81,37 +75,32 @@ class Job:
         finally:
             self.done = True
 
-    def _extras(self, gc, template):
+    def _extras(self, template):
         """Texture, neutral shape and ARKit shapes (numpy only, so off the UI thread)."""
-        from importlib import import_module
-
         r = self.result
         ex = scene_writer.Extras()
         if self.neutral:
             self.stage = "neutral"
-            ex.final_vertices, fit = import_module(gc.__name__ + ".expression").neutralize(template, r.final_vertices)
+            ex.final_vertices, fit = core.import_core("expression").neutralize(template, r.final_vertices)
             ex.expression = fit.expression
         if self.texture_size:
             self.stage = "texture"
-            bake = import_module(gc.__name__ + ".texture").bake_texture
+            bake = core.import_core("texture").bake_texture
             ex.texture = bake(r.final_vertices, self.images, r.cameras, template, masks=self.masks,
                               size=self.texture_size).image
         if self.arkit:
             self.stage = "blendshapes"
             rest = r.final_vertices if ex.final_vertices is None else ex.final_vertices
-            ex.arkit = import_module(gc.__name__ + ".expression").arkit_offsets(template, rest)
+            ex.arkit = core.import_core("expression").arkit_offsets(template, rest)
         if self.cancel:
-            raise import_module(gc.__name__ + ".reconstruct").Cancelled()
+            raise core.import_core("reconstruct").Cancelled()
         return ex
 
 
-def gather(context) -> Job:
-    """Read the panel settings and load the photos; raises ValueError with an artist-facing message."""
+def gather(context, loaded=None) -> Job:
+    """Read the panel settings and load the photos; raises ValueError with an artist-facing message.
+    ``loaded``: what :func:`load_photos` returned for these photos (read ahead by a batch)."""
     s = settings(context)
-    gc = core.glvd_core()
-    from importlib import import_module
-
-    pre = import_module(gc.__name__ + ".preprocess")
     photos, masks, cameras = [], [], None
     if s.use_camera_backgrounds:
         cams = [o for o in context.selected_objects if o.type == "CAMERA"]
@@ -132,24 +121,32 @@ def gather(context) -> Job:
             masks.append(bpy.path.abspath(p.mask) if p.mask else None)
         if not photos:
             raise ValueError("add a reference photo first")
-    images, intr, mk = [], [], []
-    for i, path in enumerate(photos):
-        ph = pre.load_photo(path, default_fov_deg=s.fov)
-        images.append(ph.image)
-        intr.append(ph.camera)
-        m = pre.photo.load_mask_for(masks[i], ph) if masks[i] else None
-        mk.append(m)
-        if cameras is not None:
+    images, intr, mk, scales = loaded or load_photos(photos, masks, s.fov)
+    if cameras is not None:
+        for i in range(len(photos)):
             o, w, h = cameras[i]
             cam = scene_writer.blender_camera_to_cv(o, w, h)
-            if ph.scale != 1:
-                cam = cam.crop_resize(0, 0, ph.scale, ph.image.shape[1], ph.image.shape[0])
+            if scales[i] != 1:
+                cam = cam.crop_resize(0, 0, scales[i], images[i].shape[1], images[i].shape[0])
             cameras[i] = cam
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
     kwargs = dict(iterations=s.iterations or None, clip=s.clip, seed=s.seed)
-    return Job(photos, images, mk if any(x is not None for x in mk) else None, cameras, intr, kind, kwargs,
+    return Job(photos, images, mk, cameras, intr, kind, kwargs,
                s.model_path, s.device, texture_size=int(s.texture_size) if s.bake_texture else 0,
                arkit=s.arkit_shapes, neutral=s.neutral)
+
+
+def load_photos(paths, masks, fov_deg):
+    """Photos (and optional masks) from disk, no bpy: (images, intrinsics, masks or None, scales)."""
+    pre = core.import_core("preprocess")
+    images, intr, mk, scales = [], [], [], []
+    for path, mask in zip(paths, masks):
+        ph = pre.load_photo(path, default_fov_deg=fov_deg)
+        images.append(ph.image)
+        intr.append(ph.camera)
+        mk.append(pre.photo.load_mask_for(mask, ph) if mask else None)
+        scales.append(ph.scale)
+    return images, intr, (mk if any(x is not None for x in mk) else None), scales
 
 
 def write(context, job: Job):

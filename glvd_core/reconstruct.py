@@ -248,7 +248,7 @@ class Reconstructor:
     def reconstruct(self, images, masks=None, cameras=None, iterations: int | None = None, clip: float | None = None,
                     seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None, intrinsics=None,
                     detect: bool = True, names=None, start: str = "template",
-                    keypoint_warmup: int | None = None) -> Reconstruction:
+                    keypoint_warmup: int | None = None, prepared: tuple | None = None) -> Reconstruction:
         """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
 
         Args:
@@ -272,6 +272,8 @@ class Reconstructor:
                 (the template at view 0's PnP head pose; needs landmarks).
             keypoint_warmup: the first W of the ``iterations`` steps move only the keypoints (the
                 vertex branch is trained with near-true keypoints); default: the model's.
+            prepared: what :meth:`prepare` returned for these same arguments, computed ahead (a
+                batch prepares the next input — face detection, masks — while this one descends).
         """
         iterations = self.cfg.iterations if iterations is None else int(iterations)
         if iterations < 0:
@@ -280,7 +282,10 @@ class Reconstructor:
         if not clip > 0:
             raise ValueError("clip must be > 0")
         t0 = time.perf_counter()
-        views, cams_used, notes = self.prepare(images, masks, cameras, landmarks, fov_deg, intrinsics, detect, names)
+        if prepared is None:
+            prepared = self.prepare(images, masks, cameras, landmarks, fov_deg, intrinsics, detect, names)
+        views, cams_used, notes = prepared
+        notes = list(notes)
         frame = make_frame([v.camera for v in views], self.cfg.frame_scale_m, self.cfg.head_extent_m,
                            self.cfg.nominal_fill)
         dev, cfg = self.device, self.cfg

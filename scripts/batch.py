@@ -10,12 +10,18 @@ input: NAME.blend with everything the panel's operator makes, and the requested 
 ``report.json`` (per input: status, message, seconds, outputs) is rewritten after every input.
 Every file is written under a temporary name and renamed. A bad input is reported and
 skipped; the exit code is 1 if any input failed, after all good ones are written.
+
+The next input is read and prepared (decoding, face detection, masks) on a worker thread while
+the current one descends and is written, so the device is not left waiting; at most two inputs
+are in memory at once and the scene is reset between inputs, so memory stays flat over any
+number of inputs (each report entry records the process's resident memory).
 """
 import argparse
 import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,6 +43,23 @@ def collect(inputs, views_per_subject):
         else:
             jobs.append((p.stem, [p], p))
     return jobs
+
+
+def memory_mb():
+    """(current, peak) resident memory of this process in MB (None where the OS does not say)."""
+    cur = peak = None
+    try:
+        with open("/proc/self/statm") as f:
+            cur = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e3 if sys.platform != "darwin" else 1e6)
+    except ImportError:
+        pass
+    return cur, peak
 
 
 def atomic_json(path, obj):
@@ -77,15 +100,41 @@ def main(argv):
     report = dict(command=sys.argv, formats=formats, results=[])
     glvd_blender.register()
     failed = 0
+    outputs_of = [{f: out / f"{name}{ext[f]}" for f in formats} for name, _, _ in jobs]
+    skip = [a.skip_existing and all(p.exists() for p in o.values()) for o in outputs_of]
+    fov = bpy.context.scene.glvd.fov
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glvd-read-ahead")
+    futures = {}
+
+    def read_ahead(j):
+        """Load input j's photos and prepare them for the network (no bpy: runs on the worker)."""
+        paths = [str(Path(p).resolve()) for p in jobs[j][1]]
+        if not paths:
+            raise ValueError(f"{jobs[j][2]}: no photos")
+        loaded = ops.load_photos(paths, [None] * len(paths), fov)
+        images, intrinsics, masks, _ = loaded
+        rec = ops.get_reconstructor(a.model, a.device)
+        return loaded, rec.prepare(images, masks, None, intrinsics=intrinsics, names=paths)
+
+    def submit_next(i):
+        nxt = next((j for j in range(i, len(jobs)) if not skip[j] and j not in futures), None)
+        if nxt is not None:
+            futures[nxt] = ahead.submit(read_ahead, nxt)
+
     try:
+        if not all(skip):
+            ops.get_reconstructor(a.model, a.device)  # load the model once, on this thread
         for i, (name, photos, src) in enumerate(jobs):
             t0 = time.time()
-            outputs = {f: out / f"{name}{ext[f]}" for f in formats}
+            outputs = outputs_of[i]
             entry = dict(input=str(src), name=name, outputs={k: str(v) for k, v in outputs.items()})
-            if a.skip_existing and all(p.exists() for p in outputs.values()):
+            if skip[i]:
                 entry.update(status="skipped", message="outputs exist", seconds=0.0)
             else:
                 try:
+                    submit_next(i)       # this input (if not already read ahead) ...
+                    submit_next(i + 1)   # ... and the next one, while this one runs
+                    loaded, prepared = futures.pop(i).result()
                     bpy.ops.wm.read_factory_settings(use_empty=True)
                     s = bpy.context.scene.glvd
                     s.model_path, s.device, s.iterations = a.model, a.device, a.iterations
@@ -97,9 +146,8 @@ def main(argv):
                     s.arkit_shapes, s.neutral = not a.no_arkit, a.neutral
                     for p in photos:
                         s.photos.add().filepath = str(Path(p).resolve())
-                    if not photos:
-                        raise ValueError(f"{src}: no photos")
-                    job = ops.gather(bpy.context)
+                    job = ops.gather(bpy.context, loaded=loaded)
+                    job.kwargs["prepared"] = prepared
                     job.run()
                     if job.error:
                         raise RuntimeError(job.error)
@@ -111,6 +159,8 @@ def main(argv):
                 except Exception as e:  # noqa: BLE001 - reported per input, the batch goes on
                     failed += 1
                     entry.update(status="error", message=str(e) or type(e).__name__, seconds=round(time.time() - t0, 3))
+            entry["rss_mb"], peak = (round(x, 1) if x else x for x in memory_mb())
+            report["peak_rss_mb"] = peak
             report["results"].append(entry)
             atomic_json(out / "report.json", report)
             w = 30
@@ -118,6 +168,7 @@ def main(argv):
             print(f"[{'#' * f_}{'.' * (w - f_)}] {i + 1}/{len(jobs)} {name}: {entry['status']}"
                   + (f" ({entry['message']})" if entry["status"] == "error" else ""), flush=True)
     finally:
+        ahead.shutdown(cancel_futures=True)
         glvd_blender.unregister()
     print(f"{len(jobs) - failed} of {len(jobs)} inputs done; report: {out / 'report.json'}")
     return 1 if failed else 0

@@ -104,6 +104,19 @@ def test_reconstruction_shapes_and_determinism(untrained, tiny_dataset):
     assert step <= untrained.cfg.clip * untrained.cfg.frame_scale_m * (1 + 1e-4)
 
 
+def test_prepared_ahead_gives_the_same_reconstruction(untrained, tiny_dataset):
+    """A batch prepares the next input (detection, masks) on another thread: same result."""
+    from glvd_core.data import GLVDDataset
+
+    s = GLVDDataset(tiny_dataset)[2]
+    lm = [s.cameras[0].project(s.vertices_m[untrained.template.landmarks68])]
+    direct = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, iterations=3)
+    prepared = untrained.prepare(s.images[:1], s.masks[:1], landmarks=lm)
+    ahead = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, iterations=3, prepared=prepared)
+    np.testing.assert_array_equal(direct.vertices, ahead.vertices)
+    assert direct.info["notes"] == ahead.info["notes"]
+
+
 def test_multiview_with_one_view_equals_single_view(untrained, tiny_dataset):
     from glvd_core.data import GLVDDataset
 
