@@ -66,6 +66,9 @@ class GLVDConfig:
     sdf_steps: int = 2000            # stage 1: SDF pretraining of f_v
     kp_steps: int = 4000             # stage 2: keypoint branch
     vertex_steps: int = 10000        # stage 3: vertex branch
+    vertex_stage_frozen: str = ""    # comma-separated parts kept frozen in the vertex stage, e.g.
+                                     # "f_v,g_v.l1,g_v.l2" (a residual fine-tune of g_v's last layer
+                                     # on features already trained; f_v frozen also makes steps faster)
     decay_start: float = 0.2         # fraction of a stage's steps before linear LR decay
     mirror: bool = True              # mirror symmetrisation (doubles the data)
     augment: bool = True             # colour, blur, zoom/jitter augmentation

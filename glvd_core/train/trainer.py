@@ -74,7 +74,7 @@ class TrainOptions:
     amp: str = "auto"          # bf16 autocast: "auto" (on CUDA), "bf16" (also on CPU), "off"
     init: str | None = None    # start a new run from these weights (model or checkpoint, same shapes);
                                # from a model without the vertex prior into one with it, g_v's last
-                               # layer starts at zero (the residual on the keypoint-posed template)
+                               # layer starts at 1 % (the residual on the keypoint-posed template)
 
 
 class Trainer:
@@ -89,6 +89,10 @@ class Trainer:
         if self.opts.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be auto, bf16 or off, not {self.opts.amp!r}")
         self.amp = self.opts.amp == "bf16" or (self.opts.amp == "auto" and self.device.type == "cuda")
+        self.frozen_parts = [f.strip() for f in cfg.vertex_stage_frozen.split(",") if f.strip()]
+        unknown = [f for f in self.frozen_parts if f not in ("f_v", "g_v.l1", "g_v.l2", "g_v.l3")]
+        if unknown:
+            raise ValueError(f"vertex_stage_frozen: unknown part(s) {unknown}; choose from f_v, g_v.l1, g_v.l2, g_v.l3")
         self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.rank = int(os.environ.get("RANK", "0"))
         if self.ddp:
@@ -138,8 +142,10 @@ class Trainer:
             raise ValueError(f"{path}: its architecture differs from config {self.cfg.name!r}: {str(e)[:300]}") from None
         if src.vertex_prior == "none" and self.cfg.vertex_prior != "none":
             l3 = self.model.net.g_v.l3
-            with torch.no_grad():  # the residual starts at zero: the descent starts as the posed template
-                l3.parametrizations.weight.original0.zero_()
+            with torch.no_grad():  # the residual starts near zero (the descent starts as the posed
+                # template); 1 % rather than 0 keeps gradients flowing into the hidden layers, which
+                # otherwise died (all ReLUs off) within 500 steps — measured
+                l3.parametrizations.weight.original0.mul_(0.01)
                 l3.bias.zero_()
         if self.rank == 0:
             print(f"initialised from {path}")
@@ -155,7 +161,8 @@ class Trainer:
     def stage_params(self, stage):
         n = self.model.net
         return {"sdf": [*n.f_v.parameters(), *n.sdf.parameters()], "kp": [*n.f_s.parameters(), *n.g_k.parameters()],
-                "vertex": [*n.f_v.parameters(), *n.g_v.parameters()]}[stage]
+                "vertex": [p for k, p in [*n.f_v.named_parameters("f_v"), *n.g_v.named_parameters("g_v")]
+                           if not any(k.startswith(f + ".") for f in self.frozen_parts)]}[stage]
 
     def stage_steps(self, stage):
         return {"sdf": self.cfg.sdf_steps, "kp": self.cfg.kp_steps, "vertex": self.cfg.vertex_steps}[stage]
@@ -316,7 +323,8 @@ class Trainer:
         noise = torch.randn(b.gt_keypoints.shape, generator=gen).to(self.device) * cfg.kp_noise_sigma
         noise[..., 2] *= 3
         kps = b.gt_keypoints + noise
-        fv = self.model.encode_vertex_only(b.images, b.masks)
+        with torch.set_grad_enabled("f_v" not in self.frozen_parts):
+            fv = self.model.encode_vertex_only(b.images, b.masks)
         mask = None
         if cfg.feature_dropout > 0:
             keep = (torch.rand(B, V, Q, cfg.fv_dim, generator=gen) >= cfg.feature_dropout).to(self.device)
