@@ -120,26 +120,27 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _load(self, path: Path):
+    def _read_weights(self, path) -> dict:
+        """Load a checkpoint or model file's weights into the network (fp16 files too); returns it."""
         ck = load_checkpoint(path)
         if ck["template_sha256"] != self.tpl.sha256:
             raise ValueError(f"{path}: made for another template")
-        self.model.net.load_state_dict(ck["model"])
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()}
+        try:
+            self.model.net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: its architecture differs from config {self.cfg.name!r}: {str(e)[:300]}") from None
+        return ck
+
+    def _load(self, path: Path):
+        ck = self._read_weights(path)
         self.stage, self.step = ck["stage"], int(ck["step"])
         self.opt_state = ck.get("optimizer")
         if self.rank == 0:
             print(f"resumed {path}: stage {self.stage}, step {self.step}")
 
     def _init_from(self, path):
-        ck = load_checkpoint(path)
-        if ck["template_sha256"] != self.tpl.sha256:
-            raise ValueError(f"{path}: made for another template")
-        src = GLVDConfig.from_dict(ck["config"])
-        state = {k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()}
-        try:
-            self.model.net.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: its architecture differs from config {self.cfg.name!r}: {str(e)[:300]}") from None
+        src = GLVDConfig.from_dict(self._read_weights(path)["config"])
         if src.vertex_prior == "none" and self.cfg.vertex_prior != "none":
             l3 = self.model.net.g_v.l3
             with torch.no_grad():  # the residual starts near zero (the descent starts as the posed
