@@ -65,9 +65,15 @@ def _train(a) -> int:
 
     cfg = get_config(a.config, **parse_overrides(get_config(a.config), a.set or []))
     opts = TrainOptions(ckpt_every=a.ckpt_every, max_scenes=a.max_scenes, device=a.device, threads=a.threads,
-                        stop_after=a.stop_after, progress=not a.quiet, init=a.init, amp=a.amp)
-    path = Trainer(cfg, a.data, a.out, opts, resume=a.resume).run()
-    print(f"\n{path}")
+                        stop_after=a.stop_after, progress=not a.quiet, init=a.init, amp=a.amp,
+                        time_limit_s=a.time_limit * 60, loader_threads=a.loader_threads)
+    trainer = Trainer(cfg, a.data, a.out, opts, resume=a.resume)
+    path = trainer.run()
+    if trainer.stopped_early:
+        print(f"\nstopped at {trainer.stage} step {trainer.step}; checkpoint {path} "
+              f"(continue with the same command and --resume)")
+    else:
+        print(f"\n{path}")
     return 0
 
 
@@ -213,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16 autocast: auto = on CUDA only; bf16 = also on CPU; off")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--time-limit", type=float, default=0, metavar="MINUTES",
+                   help="save a checkpoint and stop after this many minutes (continue with --resume)")
+    p.add_argument("--loader-threads", type=int, default=-1,
+                   help="threads assembling batches ahead of the device (-1: 6 on CUDA, 0 on CPU)")
     p.add_argument("--max-scenes", type=int, default=0)
     p.add_argument("--stop-after", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")

@@ -1,6 +1,6 @@
 """Package a trained run as the bundled default model (glvd_core/assets/glvd_default.pt).
 
-    python scripts/ship_model.py --run runs/lite_glvd2 [--fp16] [--set keypoint_warmup=5 iterations=12]
+    python scripts/ship_model.py --run runs/lite_glvd2 [--checkpoint last.pt] [--fp16] [--set keypoint_warmup=5 iterations=12]
 
 Writes config (with the inference defaults given by --set), template hash, weights (fp16 when
 --fp16) and the training recipe (from the run's config.json / metrics.jsonl)."""
@@ -17,6 +17,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--out", default=str(ROOT / "glvd_core/assets/glvd_default.pt"))
+    ap.add_argument("--checkpoint", default="model.pt",
+                    help="file of --run to package: model.pt (a finished run) or last.pt (one stopped early)")
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--data-recipe", default="make-data --scenes 2000 --views 3 --seed 1000 --size 256; detect-landmarks")
@@ -26,7 +28,7 @@ def main(argv=None):
     from glvd_core.train.trainer import MODEL_FORMAT, atomic_save, load_checkpoint
 
     run = Path(a.run)
-    ck = load_checkpoint(run / "model.pt")
+    ck = load_checkpoint(run / a.checkpoint)
     cfg = GLVDConfig.from_dict(ck["config"]).to_dict()  # fields added since training take their defaults
     try:
         cfg.update(parse_overrides(GLVDConfig.from_dict(cfg), a.set))

@@ -70,6 +70,10 @@ class TrainOptions:
     device: str = "auto"
     threads: int = 0           # CPU threads (0 = torch default)
     stop_after: int = 0        # stop after this many steps in this process (tests; 0 = never)
+    time_limit_s: float = 0    # save last.pt and stop after this many seconds of training (0 = never);
+                               # --resume continues exactly where it stopped (leased GPUs, job queues)
+    loader_threads: int = -1   # threads that assemble the next batches while the device trains
+                               # (-1 = auto: 6 on CUDA, 0 on CPU, where they would compete with torch)
     progress: bool = True
     amp: str = "auto"          # bf16 autocast: "auto" (on CUDA), "bf16" (also on CPU), "off"
     init: str | None = None    # start a new run from these weights (model or checkpoint, same shapes);
@@ -173,8 +177,45 @@ class Trainer:
         t0 = self.cfg.decay_start * T
         return self.cfg.lr if step < t0 else self.cfg.lr * max(0.0, (T - step) / max(T - t0, 1))
 
+    def _batches(self, stage: str, start: int, end: int):
+        """Yields (batch on the CPU, torch generator, views) for steps start..end-1.
+
+        Each batch is a function of (seed, stage, step, rank) alone, so the stream is the same with
+        or without loader threads and after a resume; threads only build the next ones ahead."""
+        def make(step):
+            rng, gen = step_rng(self.cfg.seed, stage, step, self.rank)
+            n_views = 3 if rng.random() < self.cfg.multiview_prob else 1
+            return self.bank.batch(rng, self.cfg.batch_size, n_views), gen, n_views
+
+        n = self.opts.loader_threads
+        if n < 0:
+            n = 6 if self.device.type == "cuda" else 0
+        if n == 0:
+            for step in range(start, end):
+                yield make(step)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n, thread_name_prefix="glvd-batch") as pool:
+            ahead = deque(pool.submit(make, s) for s in range(start, min(end, start + 2 * n)))
+            nxt = start + len(ahead)
+            try:
+                while ahead:
+                    out = ahead.popleft().result()
+                    if nxt < end:
+                        ahead.append(pool.submit(make, nxt))
+                        nxt += 1
+                    yield out
+            finally:
+                for f in ahead:
+                    f.cancel()
+
     def run(self) -> Path:
-        done_steps = 0
+        """Runs the remaining stages; returns the exported model, or last.pt when stopped early
+        (``stop_after`` / ``time_limit_s``; ``self.stopped_early`` is then True)."""
+        done_steps, t_run = 0, time.time()
+        self.stopped_early = False
         for stage in STAGES[STAGES.index(self.stage):]:
             if stage != self.stage:
                 self.stage, self.step, self.opt_state = stage, 0, None
@@ -193,12 +234,12 @@ class Trainer:
                 opt.load_state_dict(self.opt_state)
                 self.opt_state = None
             t_start, ema, stage_done = time.time(), None, 0
+            batches = self._batches(stage, self.step, T)
             while self.step < T:
                 for gparam in opt.param_groups:
                     gparam["lr"] = self.lr_at(stage, self.step)
-                rng, gen = step_rng(self.cfg.seed, stage, self.step, self.rank)
-                n_views = 3 if rng.random() < self.cfg.multiview_prob else 1
-                batch = self.bank.batch(rng, self.cfg.batch_size, n_views).to(self.device)
+                batch, gen, n_views = next(batches)
+                batch = batch.to(self.device)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     loss = train_model(stage, batch, gen)
                 if not torch.isfinite(loss):
@@ -225,7 +266,11 @@ class Trainer:
                               f"{sps:.2f} scenes/s", end="", file=sys.stderr, flush=True)
                 if self.step % self.opts.ckpt_every == 0 or self.step == T:
                     self._save(opt)
-                if self.opts.stop_after and done_steps >= self.opts.stop_after:
+                if (self.opts.stop_after and done_steps >= self.opts.stop_after) or (
+                        self.opts.time_limit_s and time.time() - t_run >= self.opts.time_limit_s):
+                    if self.step % self.opts.ckpt_every and self.step != T:
+                        self._save(opt)
+                    self.stopped_early = True
                     return self.out / "last.pt"
             if self.opts.progress and self.rank == 0:
                 print(file=sys.stderr)
