@@ -73,6 +73,22 @@ def test_resume_gives_the_same_losses(tiny_dataset, tiny_run, tmp_path):
         np.testing.assert_allclose(_losses(out, stage), _losses(tiny_run, stage), rtol=1e-5, atol=1e-6)
 
 
+def test_time_limit_and_loader_threads_resume_to_the_same_losses(tiny_dataset, tiny_run, tmp_path):
+    """A run cut by its time limit off a checkpoint boundary, built by loader threads, then
+    resumed, trains on the same batches with the same losses as the uninterrupted run."""
+    cfg = get_config("tiny", sdf_steps=10, kp_steps=10, vertex_steps=20)
+    out = tmp_path / "t"
+    opts = dict(ckpt_every=5, log_every=1, progress=False, threads=1, loader_threads=2)
+    t = Trainer(cfg, tiny_dataset, out, TrainOptions(**opts, time_limit_s=1e-9))
+    assert t.run() == out / "last.pt" and t.stopped_early
+    ck = load_checkpoint(out / "last.pt")
+    assert (ck["stage"], ck["step"]) == ("sdf", 1)  # saved although 1 is not a multiple of ckpt_every
+    t = Trainer(cfg, tiny_dataset, out, TrainOptions(**opts), resume=True)
+    assert t.run() == out / "model.pt" and not t.stopped_early
+    for stage in ("sdf", "kp", "vertex"):
+        np.testing.assert_allclose(_losses(out, stage), _losses(tiny_run, stage), rtol=1e-5, atol=1e-6)
+
+
 def test_loss_decreases_over_50_steps(tiny_dataset, tmp_path):
     cfg = get_config("tiny", sdf_steps=0, kp_steps=0, vertex_steps=50, lr=3e-3, feature_dropout=0.0)
     out = tmp_path / "d"
