@@ -138,7 +138,10 @@ def _evaluate(a) -> int:
     from .evaluate import evaluate, format_table, save_json
     from .reconstruct import Reconstructor
 
-    models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device)}
+    from .model.config import GLVDConfig
+
+    overrides = parse_overrides(GLVDConfig(), a.set or [])
+    models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device, overrides=overrides)}
     if a.lvd_weights:
         models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
     res = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap,
@@ -257,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
     p.add_argument("--start", default="template", choices=["template", "posed"], help="descent start (see reconstruct)")
+    p.add_argument("--set", nargs="*", metavar="FIELD=VALUE",
+                   help="inference settings of the GLVD model, e.g. vertex_prior=identity prior_noise_m=0.005")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")
@@ -269,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.set_defaults(func=_detect_landmarks)
     p = sub.add_parser("bench", help="time preprocessing, encoders, descent steps and whole reconstructions")
-    p.add_argument("--config", nargs="+", default=["lite", "paper"])
+    p.add_argument("--config", nargs="+", default=["default", "lite", "paper"],
+                   help="default (the bundled trained model), or untrained presets: lite, paper, tiny")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -32,6 +32,8 @@ from .train.trainer import load_checkpoint, resolve_device
 
 DEFAULT_FOV_DEG = 40.0
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
+# Config fields a trained model's user may change (they do not touch the weights).
+INFERENCE_FIELDS = ("iterations", "clip", "keypoint_warmup", "kp_init_extent", "vertex_prior", "prior_noise_m")
 RUNAWAY_LIMIT = 8.0  # normalised units (~1.3 m): a vertex beyond this means the descent diverged
 
 
@@ -152,8 +154,11 @@ class Reconstructor:
 
     # -- construction --------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto") -> "Reconstructor":
-        """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda)."""
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
+                        overrides: dict | None = None) -> "Reconstructor":
+        """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda).
+        ``overrides``: inference settings replacing the model's own, any of
+        :data:`INFERENCE_FIELDS` (e.g. ``{"vertex_prior": "identity"}`` for experiments)."""
         dev = resolve_device(device)
         p = Path(path) if path is not None else DEFAULT_MODEL
         if path is None and not p.is_file():
@@ -164,6 +169,11 @@ class Reconstructor:
             raise ValueError(f"{p}: made for another template (sha256 {str(ck.get('template_sha256'))[:12]}…, "
                              f"this one is {tpl.sha256[:12]}…)")
         cfg = GLVDConfig.from_dict(ck["config"])
+        bad = sorted(set(overrides or {}) - set(INFERENCE_FIELDS))
+        if bad:
+            raise ValueError(f"cannot override {', '.join(bad)} of a trained model; inference settings are "
+                             f"{', '.join(INFERENCE_FIELDS)}")
+        cfg = replace(cfg, **(overrides or {}))
         model = GLVD(cfg, tpl)
         state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck["model"].items()}
         try:

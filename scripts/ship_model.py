@@ -1,6 +1,7 @@
 """Package a trained run as the bundled default model (glvd_core/assets/glvd_default.pt).
 
     python scripts/ship_model.py --run runs/lite_glvd2 [--checkpoint last.pt] [--fp16] [--set keypoint_warmup=5 iterations=12]
+                                 [--lineage "started from …"] [--out PATH]
 
 Writes config (with the inference defaults given by --set), template hash, weights (fp16 when
 --fp16) and the training recipe (from the run's config.json / metrics.jsonl)."""
@@ -22,6 +23,7 @@ def main(argv=None):
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--data-recipe", default="make-data --scenes 2000 --views 3 --seed 1000 --size 256; detect-landmarks")
+    ap.add_argument("--lineage", default="", help="how the run's starting weights were made (free text, kept in the recipe)")
     a = ap.parse_args(argv)
     from glvd_core.cli import parse_overrides
     from glvd_core.model.config import GLVDConfig
@@ -40,6 +42,8 @@ def main(argv=None):
         j = json.loads(line)
         steps[j["stage"]] = max(steps.get(j["stage"], 0), j["step"])
     recipe = dict(ck.get("recipe", {}), data=a.data_recipe, steps_done=steps, run=str(run), dtype="fp16" if a.fp16 else "fp32")
+    if a.lineage:
+        recipe["lineage"] = a.lineage
     atomic_save(dict(format=MODEL_FORMAT, config=cfg, template_sha256=ck["template_sha256"], model=model, recipe=recipe),
                 Path(a.out))
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB); recipe {recipe}")

@@ -54,7 +54,7 @@ def test_3dmm_fit_recovers_a_synthetic_identity(ict, template):
     assert e_fit < 0.8 * e_mean, (e_fit, e_mean)
 
 
-def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path):
+def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path, capsys):
     import json
 
     from glvd_core.cli import main
@@ -72,3 +72,11 @@ def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path):
     assert set(res["table"]) == {"GLVD", "LVD (no keypoints)", "mean template", "3DMM landmark fit"}
     assert res["table"]["GLVD"]["scenes"] == 1 and len(res["per_step_aligned_mm"]["GLVD"]) == 11
     assert (tmp_path / "h.png").stat().st_size > 1000
+    # --set changes inference settings of the trained model (here: 3 steps, the identity prior) ...
+    rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--views", "1", "--oracle-landmarks",
+               "--json", str(out), "--per-step", "--device", "cpu", "--max-scenes", "1",
+               "--set", "iterations=3", "vertex_prior=identity"])
+    assert rc == 0 and len(json.loads(out.read_text())["per_step_aligned_mm"]["GLVD"]) == 4
+    # ... and nothing that would need other weights
+    rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--device", "cpu", "--set", "hidden_v=32"])
+    assert rc != 0 and "cannot override hidden_v" in capsys.readouterr().err

@@ -241,10 +241,10 @@ def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_p
         torch.testing.assert_close(uv, b.landmarks_px, atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("prior", ["none", "keypoints"])
+@pytest.mark.parametrize("prior", ["none", "keypoints", "identity"])
 def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset, prior):
     """The fast path (diagonal gather, cached weights) matches the naive full-output step within 1e-4 m,
-    with and without the keypoint-posed template prior."""
+    with and without the keypoint-posed (and identity-fitted) template prior."""
     from glvd_core.bench import full_output_step
     from glvd_core.data import GLVDDataset
     from glvd_core.model.frame import make_frame

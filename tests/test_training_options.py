@@ -49,6 +49,39 @@ def test_vertex_prior_is_the_template_posed_on_the_keypoints(template):
         GLVD(get_config("tiny", vertex_prior="mean"), template)
 
 
+def test_similarity_fit_takes_a_source_per_scene():
+    src = torch.randn(2, 18, 3, generator=torch.Generator().manual_seed(4))
+    R = torch.as_tensor(np.stack([_rotation(5), _rotation(6)]), dtype=torch.float32)
+    dst = torch.tensor([0.9, 1.2])[:, None, None] * src @ R.transpose(1, 2) + torch.tensor([[0.1, 0.2, 0.3]])[:, None]
+    s, R2, t = similarity_fit(src, dst)
+    torch.testing.assert_close(s[:, None, None] * src @ R2.transpose(1, 2) + t[:, None], dst, atol=1e-5, rtol=1e-5)
+
+
+def test_identity_prior_recovers_a_face_of_the_shape_space_from_its_keypoints(template):
+    """A face of the identity space, posed by a similarity: with little assumed noise the prior
+    passes through its keypoints and is much closer to it than the posed mean face (18 keypoints
+    cannot pin down 100 modes, so not equal); with much assumed noise, it is the posed mean face."""
+    from glvd_core.expression.shape_space import identity_modes
+    from glvd_core.model.frame import R_ICT_TO_CAM
+
+    cfg = get_config("tiny", vertex_prior="identity", prior_noise_m=1e-4)
+    model = GLVD(cfg, template)
+    w = np.random.default_rng(7).normal(0, 1, 100)
+    modes = identity_modes(template).astype(np.float64) @ R_ICT_TO_CAM.T / cfg.frame_scale_m
+    face = model.vertex_init.double() + torch.as_tensor(np.tensordot(w, modes, 1))
+    R = torch.as_tensor(_rotation(8))
+    posed = (0.9 * face @ R.T + torch.tensor([0.1, 0.0, -0.2], dtype=torch.float64)).float()
+    prior = model.vertex_prior(posed[model.kp_index][None])[0]
+    err_mm = (prior - posed).norm(dim=-1)[torch.as_tensor(template.narrow_face_mask)] * cfg.frame_scale_m * 1000 / 0.9
+    mean_posed = GLVD(get_config("tiny", vertex_prior="keypoints"), template).vertex_prior(posed[model.kp_index][None])[0]
+    base_mm = (mean_posed - posed).norm(dim=-1)[torch.as_tensor(template.narrow_face_mask)] * cfg.frame_scale_m * 1000 / 0.9
+    assert err_mm.mean() < 0.6 * base_mm.mean(), (err_mm.mean(), base_mm.mean())
+    kp_err_mm = (prior - posed)[model.kp_index].norm(dim=-1) * cfg.frame_scale_m * 1000 / 0.9
+    assert kp_err_mm.max() < 0.2  # of the order of the assumed 0.1 mm noise
+    stiff = GLVD(get_config("tiny", vertex_prior="identity", prior_noise_m=10.0), template)
+    torch.testing.assert_close(stiff.vertex_prior(posed[model.kp_index][None])[0], mean_posed, atol=1e-4, rtol=0)
+
+
 def test_a_prior_run_initialised_from_a_plain_model_starts_at_zero_residual(tiny_dataset, tmp_path):
     plain = tmp_path / "plain"
     cfg = get_config("tiny", sdf_steps=2, kp_steps=2, vertex_steps=2)

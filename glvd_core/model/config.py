@@ -38,7 +38,13 @@ class GLVDConfig:
                                      # "keypoints" (our option: g_v predicts a residual added to
                                      # clip(T_k(template_i) - v_i), T_k the similarity taking the template's
                                      # keypoints onto the current keypoints — a residual on the
-                                     # keypoint-posed template; measured in docs/RESULTS.md)
+                                     # keypoint-posed template; measured in docs/RESULTS.md) or
+                                     # "identity" (as "keypoints", but the template is first shaped by
+                                     # a ridge fit of the ICT identity modes to the current keypoints,
+                                     # up to a similarity; see prior_noise_m)
+    prior_noise_m: float = 0.005     # "identity" prior: assumed keypoint error (metres) of the ridge fit,
+                                     # identity weights ~ N(0, 1); larger = closer to the mean face
+                                     # (chosen on a validation set, see docs/RESULTS.md)
     # -- descent / normalisation ----------------------------------------------------------
     frame_scale_m: float = 0.16      # metres per normalised unit
     head_extent_m: float = 0.36      # nominal head height framed by a crop (as the data engine)

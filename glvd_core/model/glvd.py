@@ -45,8 +45,10 @@ class GLVD(nn.Module):
         init = (template.vertices_m - template.vertices_m.mean(0)) @ R_ICT_TO_CAM.T / cfg.frame_scale_m
         self.register_buffer("kp_index", torch.as_tensor(kp, dtype=torch.long), persistent=False)
         self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
-        if cfg.vertex_prior not in ("none", "keypoints"):
-            raise ValueError(f"vertex_prior must be 'none' or 'keypoints', not {cfg.vertex_prior!r}")
+        if cfg.vertex_prior not in ("none", "keypoints", "identity"):
+            raise ValueError(f"vertex_prior must be 'none', 'keypoints' or 'identity', not {cfg.vertex_prior!r}")
+        if cfg.vertex_prior == "identity":
+            self._init_identity_prior(template, kp)
         self.template_sha256 = template.sha256
 
     # -- encoders ----------------------------------------------------------------------------
@@ -89,14 +91,43 @@ class GLVD(nn.Module):
         f = sample_maps(fv, grid).unflatten(0, (B, V)).mean(1)
         return self.net.sdf(torch.cat([points, f], -1))
 
-    # -- keypoint-posed template (cfg.vertex_prior == "keypoints") ------------------------------
+    # -- keypoint-posed template (cfg.vertex_prior == "keypoints" or "identity") ----------------
+    def _init_identity_prior(self, template: Template, kp: np.ndarray):
+        """Buffers of the identity prior: the ICT identity modes in the normalised frame (M, N, 3)
+        and the ridge solve G (M, 3K) taking keypoint residuals to identity weights."""
+        from ..expression.shape_space import identity_modes
+
+        modes = identity_modes(template).astype(np.float64) @ R_ICT_TO_CAM.T / self.cfg.frame_scale_m
+        A = modes[:, kp].reshape(len(modes), -1).T                      # (3K, M)
+        lam = (self.cfg.frame_scale_m / self.cfg.prior_noise_m) ** 2      # 1 / noise^2, normalised units
+        G = np.linalg.solve(lam * A.T @ A + np.eye(A.shape[1]), lam * A.T)  # (M, 3K)
+        self.register_buffer("id_modes", torch.as_tensor(modes, dtype=torch.float32), persistent=False)
+        self.register_buffer("id_solve", torch.as_tensor(G, dtype=torch.float32), persistent=False)
+
+    def identity_fit(self, keypoints: torch.Tensor, iterations: int = 5) -> torch.Tensor:
+        """(B, K, 3) keypoints -> (B, M) identity weights: ridge (MAP, w ~ N(0, 1)) fit of the
+        template's keypoints to ``keypoints`` up to a similarity, alternating the two."""
+        kp = keypoints.float()
+        with torch.autocast(kp.device.type, enabled=False):
+            mean_k, modes_k = self.vertex_init[self.kp_index], self.id_modes[:, self.kp_index]
+            w = kp.new_zeros(kp.shape[0], self.id_modes.shape[0])
+            for _ in range(iterations):
+                s, R, t = similarity_fit(mean_k + torch.einsum("bm,mkc->bkc", w, modes_k), kp)
+                in_template = (kp - t[:, None]) @ R / s[:, None, None]
+                w = (in_template - mean_k).flatten(1) @ self.id_solve.T
+        return w
+
     def vertex_prior(self, keypoints: torch.Tensor) -> torch.Tensor | None:
-        """(B, K, 3) keypoints -> (B, N, 3) the template moved by the similarity that best takes its
-        keypoints onto ``keypoints`` (least squares, Umeyama); None without a prior."""
+        """(B, K, 3) keypoints -> (B, N, 3) the template (``"identity"``: first shaped by
+        :meth:`identity_fit`) moved by the similarity that best takes its keypoints onto
+        ``keypoints`` (least squares, Umeyama); None without a prior."""
         if self.cfg.vertex_prior == "none":
             return None
-        s, R, t = similarity_fit(self.vertex_init[self.kp_index], keypoints)
-        return s[:, None, None] * self.vertex_init @ R.transpose(1, 2) + t[:, None]
+        shape = self.vertex_init.expand(keypoints.shape[0], -1, -1)
+        if self.cfg.vertex_prior == "identity":
+            shape = shape + torch.einsum("bm,mnc->bnc", self.identity_fit(keypoints), self.id_modes)
+        s, R, t = similarity_fit(shape[:, self.kp_index], keypoints)
+        return s[:, None, None] * shape @ R.transpose(1, 2) + t[:, None]
 
     def vertex_displacement(self, h: torch.Tensor, points: torch.Tensor, rows: torch.Tensor,
                             prior: torch.Tensor | None) -> torch.Tensor:
@@ -131,21 +162,22 @@ class GLVD(nn.Module):
 
 
 def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
-    """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3), dst (B, K, 3)
-    -> s (B,), R (B, 3, 3) proper rotations, t (B, 3); computed in float32."""
+    """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3) or (B, K, 3),
+    dst (B, K, 3) -> s (B,), R (B, 3, 3) proper rotations, t (B, 3); computed in float32."""
     src, dst = src.float(), dst.float()
     with torch.autocast(dst.device.type, enabled=False):
-        ms, md = src.mean(0), dst.mean(1)
-        xs, xd = src - ms, dst - md[:, None]
-        cov = xd.transpose(1, 2) @ xs / src.shape[0]  # (B, 3, 3)
+        src = src.expand_as(dst)
+        ms, md = src.mean(1), dst.mean(1)
+        xs, xd = src - ms[:, None], dst - md[:, None]
+        cov = xd.transpose(1, 2) @ xs / src.shape[1]  # (B, 3, 3)
         U, S, Vh = torch.linalg.svd(cov)
         d = torch.sign(torch.linalg.det(U @ Vh))
         d = torch.where(d == 0, torch.ones_like(d), d)
         D = torch.ones_like(S)
         D[:, 2] = d
         R = U @ torch.diag_embed(D) @ Vh
-        s = (S * D).sum(-1) / (xs ** 2).sum(-1).mean().clamp_min(1e-12)
-        t = md - s[:, None] * (R @ ms)
+        s = (S * D).sum(-1) / (xs ** 2).sum(-1).mean(-1).clamp_min(1e-12)
+        t = md - s[:, None] * (R @ ms[..., None])[..., 0]
     return s, R, t
 
 
