@@ -52,7 +52,24 @@ def test_operator_creates_the_documented_objects(addon, synthetic_photo):
     assert len(cams) == 1 and cams[0].data.background_images[0].image.filepath.endswith("view_00.png")
     after = counts()
     assert after["objects"] - before["objects"] == 1 + 18 + 1
-    assert bpy.types.GLVD_OT_reconstruct.bl_options == {"REGISTER", "UNDO"}  # one undo step for all of it
+    assert bpy.types.GLVD_OT_reconstruct.bl_options == {"REGISTER", "UNDO"}  # one undo step (tested below)
+
+
+def test_one_undo_removes_everything_and_redo_brings_it_back(addon, synthetic_photo):
+    add_photo(synthetic_photo.path / "view_00.png")
+    bpy.ops.ed.undo_push(message="before GLVD")
+    before = counts()
+    names = {o.name for o in bpy.data.objects}
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    # what Blender's UI does when an operator with the UNDO flag finishes (calls from Python,
+    # as here, push no step of their own); a writer pushing steps of its own would break this
+    bpy.ops.ed.undo_push(message="GLVD Reconstruct")
+    assert counts()["objects"] == before["objects"] + 20 and counts()["actions"] > before["actions"]
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # one step: mesh, empties, camera, image, actions all go
+    assert counts() == before and {o.name for o in bpy.data.objects} == names
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    face = bpy.data.objects["GLVD Face"]
+    assert len(face.data.vertices) == 7225 and len([o for o in bpy.data.objects if o.parent == face]) == 18
 
 
 def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):

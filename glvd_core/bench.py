@@ -87,7 +87,7 @@ def run_bench(configs=("lite", "paper"), device="auto", runs=20, batch=32, photo
             torch.manual_seed(0)
             rec = Reconstructor(GLVD(cfg, tpl), tpl, dev, source=f"untrained:{name}")
         m = rec.model
-        res = dict(model=rec.source, iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup,
+        res = dict(model="bundled glvd_core/assets/glvd_default.pt" if name == "default" else rec.source, iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup,
                    vertex_prior=cfg.vertex_prior)
         S = cfg.image_size
         with torch.inference_mode():

@@ -292,3 +292,15 @@ def test_two_scene_overfit_reaches_under_2mm(tmp_path):
     assert table["GLVD"]["scenes"] == 2
     assert table["GLVD"]["chamfer_aligned_mm"] < 2.0, table
     assert table["GLVD"]["chamfer_aligned_mm"] < table["mean template"]["chamfer_aligned_mm"], table
+
+
+def test_bench_times_the_bundled_model_end_to_end():
+    """`bench --config default` times the model users get, with its own settings, from the photo alone."""
+    from glvd_core.bench import run_bench
+
+    rep = run_bench(configs=("default",), device="cpu", runs=1, batch=2, log=lambda *_: None)
+    res = rep["results"]["default"]
+    assert res["model"].startswith("bundled") and res["iterations"] == Reconstructor.from_pretrained().cfg.iterations
+    for k in ("reconstruct_1photo_end_to_end", "reconstruct_1view", "descent_step_1view", "batch_2_faces"):
+        assert res[k]["runs"] >= 1 and res[k]["median_ms"] > 0, k
+    assert res["diagonal_speedup_vs_full_output"] > 1
