@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
     p.add_argument("--start", default="template", choices=["template", "posed"], help="descent start (see reconstruct)")
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE",
-                   help="inference settings of the GLVD model, e.g. vertex_prior=identity prior_noise_m=0.005")
+                   help="inference settings of the GLVD model, e.g. vertex_prior=identity prior_noise_m=0.008")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")

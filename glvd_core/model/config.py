@@ -42,7 +42,7 @@ class GLVDConfig:
                                      # "identity" (as "keypoints", but the template is first shaped by
                                      # a ridge fit of the ICT identity modes to the current keypoints,
                                      # up to a similarity; see prior_noise_m)
-    prior_noise_m: float = 0.005     # "identity" prior: assumed keypoint error (metres) of the ridge fit,
+    prior_noise_m: float = 0.008     # "identity" prior: assumed keypoint error (metres) of the ridge fit,
                                      # identity weights ~ N(0, 1); larger = closer to the mean face
                                      # (chosen on a validation set, see docs/RESULTS.md)
     # -- descent / normalisation ----------------------------------------------------------

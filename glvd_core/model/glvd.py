@@ -125,7 +125,9 @@ class GLVD(nn.Module):
             return None
         shape = self.vertex_init.expand(keypoints.shape[0], -1, -1)
         if self.cfg.vertex_prior == "identity":
-            shape = shape + torch.einsum("bm,mnc->bnc", self.identity_fit(keypoints), self.id_modes)
+            w = self.identity_fit(keypoints)
+            with torch.autocast(keypoints.device.type, enabled=False):  # float32 shape, as the fit
+                shape = shape + torch.einsum("bm,mnc->bnc", w, self.id_modes)
         s, R, t = similarity_fit(shape[:, self.kp_index], keypoints)
         return s[:, None, None] * shape @ R.transpose(1, 2) + t[:, None]
 
