@@ -58,7 +58,7 @@ def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
     return v + dv, k + dk
 
 
-def run_bench(configs=("lite", "paper"), device="auto", runs=20, batch=32, photo=None, log=print) -> dict:
+def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batch=32, photo=None, log=print) -> dict:
     from . import load_template
     from .reconstruct import Reconstructor
     from .train.trainer import resolve_device
@@ -87,8 +87,8 @@ def run_bench(configs=("lite", "paper"), device="auto", runs=20, batch=32, photo
             torch.manual_seed(0)
             rec = Reconstructor(GLVD(cfg, tpl), tpl, dev, source=f"untrained:{name}")
         m = rec.model
-        res = dict(model="bundled glvd_core/assets/glvd_default.pt" if name == "default" else rec.source, iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup,
-                   vertex_prior=cfg.vertex_prior)
+        res = dict(model="bundled glvd_core/assets/glvd_default.pt" if name == "default" else rec.source,
+                   iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup, vertex_prior=cfg.vertex_prior)
         S = cfg.image_size
         with torch.inference_mode():
             for V in (1, 3):
