@@ -81,14 +81,13 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
     for name in configs:
         if name == "default":  # the bundled trained model with its own settings (steps, warm-up, prior)
             rec = Reconstructor.from_pretrained(None, device=str(dev))
-            cfg = rec.model.cfg
+            cfg, label = rec.model.cfg, "bundled glvd_core/assets/glvd_default.pt"
         else:  # an untrained preset (same arithmetic as a trained one; its default steps, no prior)
-            cfg = get_config(name)
+            cfg, label = get_config(name), f"untrained:{name}"
             torch.manual_seed(0)
-            rec = Reconstructor(GLVD(cfg, tpl), tpl, dev, source=f"untrained:{name}")
+            rec = Reconstructor(GLVD(cfg, tpl), tpl, dev, source=label)
         m = rec.model
-        res = dict(model="bundled glvd_core/assets/glvd_default.pt" if name == "default" else rec.source,
-                   iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup, vertex_prior=cfg.vertex_prior)
+        res = dict(model=label, iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup, vertex_prior=cfg.vertex_prior)
         S = cfg.image_size
         with torch.inference_mode():
             for V in (1, 3):

@@ -169,11 +169,12 @@ class Reconstructor:
             raise ValueError(f"{p}: made for another template (sha256 {str(ck.get('template_sha256'))[:12]}…, "
                              f"this one is {tpl.sha256[:12]}…)")
         cfg = GLVDConfig.from_dict(ck["config"])
-        bad = sorted(set(overrides or {}) - set(INFERENCE_FIELDS))
+        overrides = overrides or {}
+        bad = sorted(set(overrides) - set(INFERENCE_FIELDS))
         if bad:
             raise ValueError(f"cannot override {', '.join(bad)} of a trained model; inference settings are "
                              f"{', '.join(INFERENCE_FIELDS)}")
-        cfg = replace(cfg, **(overrides or {}))
+        cfg = replace(cfg, **overrides)
         model = GLVD(cfg, tpl)
         state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck["model"].items()}
         try:

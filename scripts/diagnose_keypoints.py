@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,25 +31,20 @@ from glvd_core import Reconstructor, load_template  # noqa: E402
 from glvd_core.cameras import Camera  # noqa: E402
 from glvd_core.data import GLVDDataset  # noqa: E402
 from glvd_core.evaluate import chamfer_mm, umeyama  # noqa: E402
+from glvd_core.expression.shape_space import identity_modes  # noqa: E402
 from glvd_core.io import InputError  # noqa: E402
+from glvd_core.model.glvd import ridge_identity_fit, ridge_solve  # noqa: E402
 from glvd_core.preprocess import MediaPipeFaces  # noqa: E402
 
-MODES = Path(__file__).resolve().parents[1] / "glvd_core" / "assets" / "identity_modes.npz"
-
-
 def fit_identity(points_m: np.ndarray, index: np.ndarray, mean_m: np.ndarray, modes_m: np.ndarray,
-                 noise_m: float, iterations: int = 5) -> np.ndarray:
-    """Ridge (MAP) fit of identity weights w ~ N(0, 1) so that mean + w·modes matches
-    ``points_m`` (P, 3) at template vertices ``index`` up to a similarity; isotropic point noise
-    ``noise_m``. Returns the fitted face (N, 3) in the points' frame."""
-    A = modes_m[:, index].reshape(len(modes_m), -1).T
-    w = np.zeros(len(modes_m))
-    for _ in range(iterations):
-        X = mean_m + np.tensordot(w, modes_m, 1)
-        s, R, t = umeyama(X[index], points_m)
-        in_template = (points_m - t) @ R / s
-        r = (in_template - mean_m[index]).ravel()
-        w = np.linalg.solve(A.T @ A / noise_m ** 2 + np.eye(len(w)), A.T @ r / noise_m ** 2)
+                 noise_m: float) -> np.ndarray:
+    """The identity prior's fit (glvd_core.model.glvd.ridge_identity_fit: identity weights
+    w ~ N(0, 1), mean + w·modes matching ``points_m`` (P, 3) at template vertices ``index`` up
+    to a similarity, isotropic point noise ``noise_m``). Returns the fitted face (N, 3) in the
+    points' frame."""
+    f32 = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    w = ridge_identity_fit(f32(points_m)[None], f32(mean_m[index]), f32(modes_m[:, index]),
+                           f32(ridge_solve(modes_m[:, index], noise_m)))[0].double().numpy()
     X = mean_m + np.tensordot(w, modes_m, 1)
     s, R, t = umeyama(X[index], points_m)
     return s * X @ R.T + t
@@ -65,7 +61,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     tpl = load_template()
-    modes = np.load(MODES)["identity_modes_m"].astype(np.float64)
+    modes = identity_modes(tpl).astype(np.float64)
     mean = tpl.vertices_m.astype(np.float64)
     k18, k68 = tpl.keypoint_indices(18), tpl.landmarks68
     rec = Reconstructor.from_pretrained(a.weights, device="cpu")

@@ -98,24 +98,15 @@ class GLVD(nn.Module):
         from ..expression.shape_space import identity_modes
 
         modes = identity_modes(template).astype(np.float64) @ R_ICT_TO_CAM.T / self.cfg.frame_scale_m
-        A = modes[:, kp].reshape(len(modes), -1).T                      # (3K, M)
-        lam = (self.cfg.frame_scale_m / self.cfg.prior_noise_m) ** 2      # 1 / noise^2, normalised units
-        G = np.linalg.solve(lam * A.T @ A + np.eye(A.shape[1]), lam * A.T)  # (M, 3K)
+        G = ridge_solve(modes[:, kp], self.cfg.prior_noise_m / self.cfg.frame_scale_m)
         self.register_buffer("id_modes", torch.as_tensor(modes, dtype=torch.float32), persistent=False)
         self.register_buffer("id_solve", torch.as_tensor(G, dtype=torch.float32), persistent=False)
 
-    def identity_fit(self, keypoints: torch.Tensor, iterations: int = 5) -> torch.Tensor:
-        """(B, K, 3) keypoints -> (B, M) identity weights: ridge (MAP, w ~ N(0, 1)) fit of the
-        template's keypoints to ``keypoints`` up to a similarity, alternating the two."""
-        kp = keypoints.float()
-        with torch.autocast(kp.device.type, enabled=False):
-            mean_k, modes_k = self.vertex_init[self.kp_index], self.id_modes[:, self.kp_index]
-            w = kp.new_zeros(kp.shape[0], self.id_modes.shape[0])
-            for _ in range(iterations):
-                s, R, t = similarity_fit(mean_k + torch.einsum("bm,mkc->bkc", w, modes_k), kp)
-                in_template = (kp - t[:, None]) @ R / s[:, None, None]
-                w = (in_template - mean_k).flatten(1) @ self.id_solve.T
-        return w
+    def identity_fit(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """(B, K, 3) keypoints -> (B, M) identity weights (:func:`ridge_identity_fit` of the
+        template's keypoints)."""
+        return ridge_identity_fit(keypoints, self.vertex_init[self.kp_index], self.id_modes[:, self.kp_index],
+                                  self.id_solve)
 
     def vertex_prior(self, keypoints: torch.Tensor) -> torch.Tensor | None:
         """(B, K, 3) keypoints -> (B, N, 3) the template (``"identity"``: first shaped by
@@ -181,6 +172,29 @@ def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
         s = (S * D).sum(-1) / (xs ** 2).sum(-1).mean(-1).clamp_min(1e-12)
         t = md - s[:, None] * (R @ ms[..., None])[..., 0]
     return s, R, t
+
+
+def ridge_solve(modes_p: np.ndarray, noise: float) -> np.ndarray:
+    """(M, P, 3) modes at P points, isotropic point noise (same unit) -> G (M, 3P), the MAP solve
+    w = G r of weights w ~ N(0, 1) from point residuals r (3P,): (A^T A / noise^2 + I)^-1 A^T / noise^2."""
+    A = np.asarray(modes_p, np.float64).reshape(len(modes_p), -1).T  # (3P, M)
+    lam = 1.0 / noise ** 2
+    return np.linalg.solve(lam * A.T @ A + np.eye(A.shape[1]), lam * A.T)
+
+
+def ridge_identity_fit(points: torch.Tensor, mean_p: torch.Tensor, modes_p: torch.Tensor, solve: torch.Tensor,
+                       iterations: int = 5) -> torch.Tensor:
+    """Ridge (MAP) fit of shape weights so that mean + w·modes matches ``points`` up to a
+    similarity, alternating the similarity and the weights: points (B, P, 3), mean_p (P, 3),
+    modes_p (M, P, 3), solve (M, 3P) from :func:`ridge_solve` -> w (B, M); float32."""
+    kp = points.float()
+    with torch.autocast(kp.device.type, enabled=False):
+        w = kp.new_zeros(kp.shape[0], modes_p.shape[0])
+        for _ in range(iterations):
+            s, R, t = similarity_fit(mean_p + torch.einsum("bm,mkc->bkc", w, modes_p), kp)
+            in_template = (kp - t[:, None]) @ R / s[:, None, None]
+            w = (in_template - mean_p).flatten(1) @ solve.T
+    return w
 
 
 def clip_norm(d: torch.Tensor, c: float) -> torch.Tensor:
