@@ -1,6 +1,7 @@
 """Runs on every supported Blender (5.0 in the main suite; 4.2 LTS via scripts/smoke_blender42.sh):
-registration and the scene writer — shape keys, keyframes (classic or slotted actions),
-empties, cameras — without torch."""
+registration, the scene writer — shape keys, keyframes (classic or slotted actions),
+empties, cameras — and the panel's draw calls (checked against this Blender's UILayout), without
+torch."""
 from types import SimpleNamespace
 
 import bpy
@@ -42,6 +43,14 @@ def test_register_and_write_scene_on_this_blender():
         empties = [o for o in bpy.data.objects if o.type == "EMPTY"]
         assert len(empties) == 18 and all(e.animation_data and e.animation_data.action for e in empties)
         assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1
+        # the panel, with a photo and the new face active, draws with this Blender's UI API
+        from ui_recorder import draw
+
+        scene.glvd.photos.add().filepath = "/photos/front.png"
+        bpy.context.view_layer.objects.active = face
+        lay = draw(bpy.types.GLVD_PT_main, bpy.context)
+        assert lay.find("operator", operator="glvd.reconstruct") and lay.find("operator", operator="glvd.export_face")
+        assert lay.find("template_list") and lay.find("prop", property="mask")
     finally:
         glvd_blender.unregister()
     print("blender", bpy.app.version_string)

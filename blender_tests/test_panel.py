@@ -1,0 +1,117 @@
+"""The sidebar panel and the preferences draw what an artist needs, and every property, operator,
+icon and keyword they use exists in this Blender (the bpy module draws no UI, so each draw()
+runs against ui_recorder.RecordingLayout, which checks the calls against UILayout's RNA)."""
+import bpy
+import pytest
+
+from ui_recorder import RecordingLayout, draw
+
+
+def panel(context=None):
+    return draw(bpy.types.GLVD_PT_main, context or bpy.context)
+
+
+def drawn_props(lay):
+    return {i.args["property"] for i in lay.find("prop")}
+
+
+def test_fresh_scene_panel_shows_every_setting_and_the_button(addon):
+    lay = panel()
+    assert {"use_camera_backgrounds", "iterations", "clip", "seed", "fov", "device", "model_path", "add_keypoints",
+            "keyframe_descent", "frames_per_step", "add_cameras", "smooth_shading", "bake_texture", "arkit_shapes",
+            "neutral"} <= drawn_props(lay)
+    lists = lay.find("template_list")
+    assert len(lists) == 1 and lists[0].args["listtype_name"] == "GLVD_UL_photos"
+    assert {i.args["operator"] for i in lay.find("operator")} == {"glvd.add_photo", "glvd.remove_photo",
+                                                                   "glvd.reconstruct"}
+    (button,) = lay.find("operator", operator="glvd.reconstruct")
+    assert button.enabled
+    device_line = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("PyTorch")]
+    assert len(device_line) == 1 and ("CPU" in device_line[0] or "CUDA" in device_line[0])
+    assert not lay.find("operator", operator="glvd.export_face")  # no face yet
+
+
+def test_photo_list_shows_the_active_photos_mask_and_greys_out_dependent_options(addon, tmp_path):
+    s = bpy.context.scene.glvd
+    for name in ("front.png", "side.png"):
+        p = s.photos.add()
+        p.filepath = str(tmp_path / name)
+    s.active_photo = 1
+    s.keyframe_descent = False
+    s.bake_texture = False
+    lay = panel()
+    (mask,) = lay.find("prop", property="mask")
+    assert mask.args["data"] == s.photos[1]
+    assert not lay.find("prop", property="frames_per_step")[0].enabled
+    assert not lay.find("prop", property="texture_size")[0].enabled
+    assert lay.find("prop", property="iterations")[0].enabled
+
+
+def test_camera_mode_hides_the_photo_list(addon):
+    bpy.context.scene.glvd.use_camera_backgrounds = True
+    lay = panel()
+    assert not lay.find("template_list") and not lay.find("operator", operator="glvd.add_photo")
+    assert lay.find("operator", operator="glvd.reconstruct")
+
+
+def test_without_pytorch_the_button_is_disabled_and_the_panel_says_why(addon, monkeypatch):
+    from glvd_blender import core
+
+    monkeypatch.setattr(core, "device_report", lambda: (False, "PyTorch not found (ImportError)"))
+    lay = panel()
+    assert not lay.find("operator", operator="glvd.reconstruct")[0].enabled
+    assert any(i.args.get("icon") == "ERROR" and "PyTorch not found" in i.args["text"] for i in lay.find("label"))
+
+
+def test_status_and_export_appear_for_a_reconstructed_face(addon, synthetic_photo):
+    p = bpy.context.scene.glvd.photos.add()
+    p.filepath = str(synthetic_photo.path / "view_00.png")
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    bpy.context.view_layer.objects.active = bpy.data.objects["GLVD Face"]
+    lay = panel()
+    (export,) = lay.find("operator", operator="glvd.export_face")
+    assert export.enabled and lay.find("prop", property="export_format")
+    assert any("GLVD Face" in i.args.get("text", "") for i in lay.find("label"))
+    assert bpy.context.scene.glvd.status and any(i.args.get("text") == bpy.context.scene.glvd.status
+                                                 for i in lay.find("label"))
+
+
+def test_photo_list_rows_draw(addon, tmp_path):
+    s = bpy.context.scene.glvd
+    p = s.photos.add()
+    p.filepath = str(tmp_path / "front.png")
+    p.mask = str(tmp_path / "front_mask.png")
+    row = RecordingLayout()
+    bpy.types.GLVD_UL_photos.draw_item(None, bpy.context, row, s, p, 0, s, "active_photo", 0)
+    labels = row.find("label")
+    assert labels[0].args["text"] == "front.png" and labels[1].args["icon"] == "MOD_MASK"
+
+
+def test_preferences_show_the_environment_and_the_device(addon):
+    cls = addon.prefs.GLVD_AP_preferences
+    entry = bpy.context.preferences.addons.get(cls.bl_idname)
+    added = entry is None  # the fixture registers the classes without enabling the add-on
+    if added:
+        entry = bpy.context.preferences.addons.new()
+        entry.module = cls.bl_idname
+    try:
+        assert entry.preferences is not None
+        lay = draw(cls, bpy.context, target=entry.preferences)
+    finally:
+        if added:
+            bpy.context.preferences.addons.remove(entry)
+    assert drawn_props(lay) == {"python_environment"}
+    assert any(i.args.get("text", "").startswith("PyTorch") for i in lay.find("label"))
+
+
+@pytest.mark.parametrize("bad", [
+    lambda lay, s: lay.prop(s, "iteration"),                      # misspelt property
+    lambda lay, s: lay.operator("glvd.reconstrut"),               # unregistered operator
+    lambda lay, s: lay.label(text="x", icon="NOT_AN_ICON"),       # unknown icon
+    lambda lay, s: lay.column(heading_text="x"),                  # unknown keyword
+    lambda lay, s: setattr(lay.row(), "enable", False),           # unknown layout attribute
+    lambda lay, s: lay.template_list("GLVD_UL_nope", "", s, "photos", s, "active_photo"),
+])
+def test_the_recorder_rejects_what_blender_would_reject(addon, bad):
+    with pytest.raises((AttributeError, TypeError)):
+        bad(RecordingLayout(), bpy.context.scene.glvd)
