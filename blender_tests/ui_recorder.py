@@ -28,6 +28,9 @@ class Item:
     depth: int
     value: object = None          # a property's current value (for "prop")
     name: str = ""                # the RNA name of a property / label of an operator
+    rna: object = None            # the property's RNA definition (for "prop")
+    layout: object = None         # the RecordingLayout it was drawn into
+    child: object = None          # the RecordingLayout it opened (row, column, box, ...)
 
 
 @dataclass
@@ -99,13 +102,14 @@ class RecordingLayout:
                 if args[p.identifier] not in items:
                     raise TypeError(f"UILayout.{fname}(): {p.identifier}={args[p.identifier]!r} is not one of "
                                     f"Blender's ({len(items)} items)")
-        item = Item(fname, args, self._enabled(), self._depth())
+        item = Item(fname, args, self._enabled(), self._depth(), layout=self)
         if fname in ("prop", "prop_search", "prop_enum", "prop_menu_enum", "props_enum"):
             data, prop = args["data"], args["property"]
             rna = getattr(data, "bl_rna", None)
             if rna is None or prop not in rna.properties:
                 raise AttributeError(f"{type(data).__name__} has no property {prop!r} to draw")
-            item.value, item.name = getattr(data, prop), rna.properties[prop].name
+            item.value, item.rna = getattr(data, prop), rna.properties[prop]
+            item.name = item.rna.name
         elif fname.startswith("operator"):
             mod, _, op = args["operator"].partition(".")
             try:
@@ -122,8 +126,13 @@ class RecordingLayout:
                     raise AttributeError(f"template_list: {args[p]!r} is not a {want} property")
         self._shared.items.append(item)
         if fname in _SUBLAYOUTS:
-            return RecordingLayout(self._shared, self, fname)
+            item.child = RecordingLayout(self._shared, self, fname)
+            return item.child
         return None
+
+    def children(self) -> list[Item]:
+        """The items drawn directly into this layout, in order."""
+        return [i for i in self.items if i.layout is self]
 
 
 class PanelProxy:
