@@ -10,6 +10,7 @@ import platform
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,7 +59,60 @@ def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
     return v + dv, k + dk
 
 
-def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batch=32, photo=None, log=print) -> dict:
+VARIANTS = {"eager": (False, None), "bf16": (False, torch.bfloat16), "graph": (True, None),
+            "graph_bf16": (True, torch.bfloat16)}
+ASTRONAUT_LANDMARKS = Path(__file__).resolve().parent.parent / "docs" / "examples" / "astronaut_landmarks68.json"
+
+
+def _mediapipe_available() -> bool:
+    try:
+        import mediapipe  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def time_variants(m: GLVD, dev, batches, variants, runs, sync) -> dict:
+    """Encoders + all descent steps through :class:`StaticDescent` (static shapes; CUDA graph and
+    autocast variants), 1 view, per batch size: median time, faces/s, and the largest vertex
+    difference from the float32 eager result, metres."""
+    from .model.fast import StaticDescent
+
+    cfg, out = m.cfg, {}
+    for B in batches:
+        g = torch.Generator(device="cpu").manual_seed(B)
+        S, h = cfg.image_size, cfg.feature_size
+        x = dict(images=torch.rand(B, 1, 3, S, S, generator=g), masks=torch.ones(B, 1, 1, S, S),
+                 heatmaps=torch.rand(B, 1, cfg.heatmap_channels, h, h, generator=g) ** 8,
+                 A=torch.eye(3).expand(B, 1, 3, 3) * cfg.frame_scale_m, b=torch.tensor([0, 0, 0.6]).expand(B, 1, 3),
+                 K=torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]]).expand(B, 1, 3, 3),
+                 keypoints=(torch.rand(B, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent)
+        x = {k: v.to(dev).contiguous() for k, v in x.items()}
+        ref = None
+        for name in variants:
+            graph, amp = VARIANTS[name]
+            key = f"{name}_batch{B}"
+            try:
+                sd = StaticDescent(m, B, 1, graph=graph, amp=amp)
+                captured = sd.graph is not None
+                try:
+                    v = sd(**x)[0].clone()
+                    st = timeit(lambda: sd(**x), runs if B == 1 else max(5, runs // 2), sync=sync)
+                finally:
+                    sd.close()
+            except Exception as e:  # noqa: BLE001 - a variant this device or model cannot run is reported
+                out[key] = dict(error=f"{type(e).__name__}: {e}"[:300])
+                continue
+            if ref is None:
+                ref = v
+            st.update(faces_per_second=B / (st["median_ms"] / 1000), cuda_graph=captured,
+                      max_vertex_diff_m=float((v - ref).norm(dim=-1).max()) * cfg.frame_scale_m)
+            out[key] = st
+    return out
+
+
+def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batch=32, photo=None, log=print,
+              variants=None) -> dict:
     from . import load_template
     from .reconstruct import Reconstructor
     from .train.trainer import resolve_device
@@ -70,14 +124,27 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                   device_name=torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or platform.machine(),
                   threads=torch.get_num_threads(), torch=torch.__version__, numpy=np.__version__,
                   python=platform.python_version(), runs=runs, results={})
+    # static-shape variants: all, at batch 1 and `batch`, on CUDA; on a CPU only eager at batch 1
+    # unless asked for (the batch is already timed above and takes minutes for `paper`)
+    var_batches = sorted({1, batch}) if dev.type == "cuda" or variants is not None else [1]
+    if variants is None:
+        variants = tuple(VARIANTS) if dev.type == "cuda" else ("eager",)
+    report["variants"] = list(variants)
+    mediapipe = _mediapipe_available()
     if photo is None:
         from skimage import data
 
         photo = np.ascontiguousarray(data.astronaut())
-    from .preprocess import MediaPipeFaces
+    if mediapipe:
+        from .preprocess import MediaPipeFaces
 
-    report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
-    lms = [MediaPipeFaces.detect(photo, segment=False).landmarks68]
+        report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
+        lms = [MediaPipeFaces.detect(photo, segment=False).landmarks68]
+    elif photo.shape[:2] == (512, 512):  # e.g. a GPU machine without MediaPipe: the astronaut's saved landmarks
+        report["note"] = f"MediaPipe not installed: no detection timings; landmarks from {ASTRONAUT_LANDMARKS.name}"
+        lms = [np.array(json.loads(ASTRONAUT_LANDMARKS.read_text())["landmarks68_px"])]
+    else:
+        raise RuntimeError("bench needs MediaPipe (or the default photo, whose landmarks are saved)")
     for name in configs:
         if name == "default":  # the bundled trained model with its own settings (steps, warm-up, prior)
             rec = Reconstructor.from_pretrained(None, device=str(dev))
@@ -111,7 +178,8 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                     res["naive_full_output_step_1view"] = timeit(
                         lambda: full_output_step(m, feats, v, k, A, b, K, cfg.clip), max(3, runs // 5), warmup=1, sync=sync)
             # what a user waits for: one photo in, mesh out (face detection, landmarks, head mask included)
-            res["reconstruct_1photo_end_to_end"] = timeit(lambda: rec.reconstruct([photo]), runs, sync=sync)
+            if mediapipe:
+                res["reconstruct_1photo_end_to_end"] = timeit(lambda: rec.reconstruct([photo]), runs, sync=sync)
             # whole reconstruction through the public API (1 and 3 views, landmarks given)
             res["reconstruct_1view"] = timeit(lambda: rec.reconstruct([photo], landmarks=lms), runs, sync=sync)
             from .cameras import Camera, look_at_rotation
@@ -130,11 +198,9 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
 
             def batch_run():
                 f = m.encode(img, msk, hm)
-                vv = m.vertex_init[None].expand(Bn, -1, -1).clone()
                 kk = torch.rand(Bn, cfg.num_keypoints, 3, device=dev) - 0.5
-                for i in range(cfg.iterations):
-                    vv, kk = m.step(f, vv, kk, A, b, K, cfg.clip, move_vertices=i >= cfg.keypoint_warmup)
-                return vv
+                return m.descend(f, m.vertex_init[None].expand(Bn, -1, -1), kk, A, b, K, cfg.clip, cfg.iterations,
+                                 cfg.keypoint_warmup)[0]
 
             m.net.g_v.freeze_last(True)
             m.net.g_k.freeze_last(True)
@@ -143,20 +209,27 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
             m.net.g_k.freeze_last(False)
             st["faces_per_second"] = Bn / (st["median_ms"] / 1000)
             res[f"batch_{Bn}_faces"] = st
+            # encoders + all steps per face through the static-shape path (CUDA graphs, autocast)
+            res["static_descent_1view"] = time_variants(m, dev, var_batches, variants, runs, sync)
         res["diagonal_speedup_vs_full_output"] = (res["naive_full_output_step_1view"]["median_ms"]
                                                   / res["descent_step_1view"]["median_ms"])
         res["peak_rss_mb_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if dev.type == "cuda":
             res["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
         report["results"][name] = res
-        log(f"{name}: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in res.items() if isinstance(v, dict)))
+        log(f"{name}: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in res.items()
+                                    if isinstance(v, dict) and "median_ms" in v))
+        for k, v in res["static_descent_1view"].items():
+            log(f"  {name} {k}: " + (v["error"] if "error" in v else
+                                    f"{v['median_ms']:.2f} ms, {v['faces_per_second']:.0f} faces/s, "
+                                    f"max diff {v['max_vertex_diff_m'] * 1000:.4f} mm"))
     return report
 
 
 def main_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
-    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch)
+    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch, variants=a.variants)
     text = json.dumps(rep, indent=1)
     if a.json:
         from .io import atomic_write_bytes
