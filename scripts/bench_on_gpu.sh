@@ -15,4 +15,4 @@ PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
 PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} $PY -m glvd_core bench --device cuda \
   --config ${CONFIGS:-default lite paper} --runs "${RUNS:-50}" --batch "${BATCH:-64}" --json "$OUT/bench_cuda.json" \
-  2>&1 | grep -v '^ "' | tee "$OUT/bench_cuda.log"
+  2>&1 | tee "$OUT/bench_cuda.log" | grep -v '^[][ {}]'

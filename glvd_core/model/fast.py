@@ -59,7 +59,7 @@ class StaticDescent:
 
     def _run(self):
         x, m = self.inputs, self.model
-        with torch.autocast(x["images"].device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+        with torch.autocast(x["images"].device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
             feats = m.encode(x["images"], x["masks"], x["heatmaps"])
             v = m.vertex_init[None].expand(x["images"].shape[0], -1, -1)
             return m.descend(feats, v, x["keypoints"], x["A"], x["b"], x["K"], self.clip, self.iterations, self.warmup)
