@@ -122,10 +122,6 @@ def draw_item(p, item, x, y, w, h):
     return h
 
 
-def _height(item, w):
-    return draw_item(None, item, 0, 0, w, ROW * item.layout._attrs.get("scale_y", 1.0))
-
-
 def draw_layout(p, owner, x, y, w):
     """Draw the layout ``owner`` opened (an Item with a child, or the root layout). Returns height."""
     lay = owner.child if hasattr(owner, "child") else owner
@@ -144,14 +140,14 @@ def draw_layout(p, owner, x, y, w):
     if kind == "row":
         narrow = [i.child is not None and all(c.kind.startswith("operator") and c.args.get("text") == ""
                                               for c in i.child.children()) for i in items]
-        free = w - 26 * sum(narrow) - GAP * (len(items) - 1)
+        free = w - 24 * sum(narrow) - GAP * (len(items) - 1)
         wide = max(1, len(items) - sum(narrow))
         widths = [24 if n else free / wide for n in narrow]
         hh, xx = 0, x
         for it, ww in zip(items, widths):
             scale = lay._attrs.get("scale_y", 1.0)
             hh = max(hh, draw_item(p, it, xx, y + h0, ww, ROW * scale))
-            xx += ww + GAP + (2 if narrow and ww == 24 else 0)
+            xx += ww + GAP
         return h0 + hh + (6 if kind == "box" else 0)
     hh = h0
     for it in items:
