@@ -93,7 +93,7 @@ def time_variants(m: GLVD, dev, batches, variants, runs, sync) -> dict:
             graph, amp = VARIANTS[name]
             key = f"{name}_batch{B}"
             try:
-                sd = StaticDescent(m, B, 1, graph=graph, amp=amp)
+                sd = StaticDescent(m, B, 1, graph=graph, amp=amp, example=x)
                 captured = sd.graph is not None
                 try:
                     v = sd(**x)[0].clone()

@@ -21,6 +21,8 @@ class StaticDescent:
         iterations, keypoint_warmup, clip: the descent (defaults: the model's config).
         graph: capture into a CUDA graph (CUDA only; ignored on a CPU).
         amp: None (float32), ``torch.bfloat16`` or ``torch.float16`` autocast.
+        example: inputs (as for a call) for the warm-up runs before a capture — real cameras, so
+            that the warm-up runs what the graph will (required when a graph is captured).
 
     Call with images (B, V, 3, S, S) in [0, 1], masks (B, V, 1, S, S), heatmaps (B, V, L, h, h),
     A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3) and the keypoint start (B, K, 3); returns the final
@@ -30,7 +32,7 @@ class StaticDescent:
 
     def __init__(self, model: GLVD, batch: int, views: int = 1, iterations: int | None = None,
                  keypoint_warmup: int | None = None, clip: float | None = None, graph: bool = True,
-                 amp: torch.dtype | None = None):
+                 amp: torch.dtype | None = None, example: dict | None = None):
         cfg = model.cfg
         self.model, self.amp = model, amp
         self.iterations = cfg.iterations if iterations is None else int(iterations)
@@ -45,8 +47,9 @@ class StaticDescent:
         model.net.g_k.freeze_last(True)
         self.graph = None
         if graph and dev.type == "cuda":
-            for x in self.inputs.values():  # plausible values for the warm-up runs
-                x.normal_()
+            if example is None:
+                raise ValueError("capturing a CUDA graph needs example inputs for its warm-up")
+            self._load(example)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.no_grad():
@@ -64,12 +67,16 @@ class StaticDescent:
             v = m.vertex_init[None].expand(x["images"].shape[0], -1, -1)
             return m.descend(feats, v, x["keypoints"], x["A"], x["b"], x["K"], self.clip, self.iterations, self.warmup)
 
-    def __call__(self, images, masks, heatmaps, A, b, K, keypoints):
-        given = dict(images=images, masks=masks, heatmaps=heatmaps, A=A, b=b, K=K, keypoints=keypoints)
+    def _load(self, given: dict):
+        if set(given) != set(self.inputs):
+            raise ValueError(f"inputs are {sorted(self.inputs)}, not {sorted(given)}")
         for name, value in given.items():
             if value.shape != self.inputs[name].shape:
                 raise ValueError(f"{name} is {tuple(value.shape)}; this StaticDescent takes {tuple(self.inputs[name].shape)}")
             self.inputs[name].copy_(value)
+
+    def __call__(self, images, masks, heatmaps, A, b, K, keypoints):
+        self._load(dict(images=images, masks=masks, heatmaps=heatmaps, A=A, b=b, K=K, keypoints=keypoints))
         if self.graph is None:
             with torch.no_grad():
                 return self._run()
