@@ -47,18 +47,25 @@ class StaticDescent:
         model.net.g_k.freeze_last(True)
         self.graph = None
         if graph and dev.type == "cuda":
-            if example is None:
-                raise ValueError("capturing a CUDA graph needs example inputs for its warm-up")
-            self._load(example)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), torch.no_grad():
-                for _ in range(3):  # warm-up outside the graph (cuDNN/cuBLAS choose their kernels)
-                    self._run()
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph), torch.no_grad():
-                self.outputs = self._run()
+            try:
+                self._capture(example)
+            except BaseException:
+                self.close()  # a failed capture leaves the model as it was
+                raise
+
+    def _capture(self, example):
+        if example is None:
+            raise ValueError("capturing a CUDA graph needs example inputs for its warm-up")
+        self._load(example)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(3):  # warm-up outside the graph (cuDNN/cuBLAS choose their kernels)
+                self._run()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            self.outputs = self._run()
 
     def _run(self):
         x, m = self.inputs, self.model
