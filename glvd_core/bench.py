@@ -64,6 +64,16 @@ VARIANTS = {"eager": (False, None), "bf16": (False, torch.bfloat16), "graph": (T
 ASTRONAUT_LANDMARKS = Path(__file__).resolve().parent.parent / "docs" / "examples" / "astronaut_landmarks68.json"
 
 
+def _bench_cameras(cfg, B: int, V: int, dev):
+    """The bench's frame tensors A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3): identity axes at the
+    frame scale, the head 0.6 units ahead, focal 1.2 x the input size."""
+    S = cfg.image_size
+    A = torch.eye(3, device=dev).expand(B, V, 3, 3) * cfg.frame_scale_m
+    b = torch.tensor([0, 0, 0.6], device=dev).expand(B, V, 3)
+    K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(B, V, 3, 3)
+    return A, b, K
+
+
 def _mediapipe_available() -> bool:
     try:
         import mediapipe  # noqa: F401
@@ -84,9 +94,8 @@ def time_variants(m: GLVD, dev, batches, variants, runs, sync) -> dict:
         S, h = cfg.image_size, cfg.feature_size
         x = dict(images=torch.rand(B, 1, 3, S, S, generator=g), masks=torch.ones(B, 1, 1, S, S),
                  heatmaps=torch.rand(B, 1, cfg.heatmap_channels, h, h, generator=g) ** 8,
-                 A=torch.eye(3).expand(B, 1, 3, 3) * cfg.frame_scale_m, b=torch.tensor([0, 0, 0.6]).expand(B, 1, 3),
-                 K=torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]]).expand(B, 1, 3, 3),
                  keypoints=(torch.rand(B, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent)
+        x.update(zip("AbK", _bench_cameras(cfg, B, 1, "cpu")))
         x = {k: v.to(dev).contiguous() for k, v in x.items()}
         ref = None
         for name in variants:
@@ -130,7 +139,7 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
     if variants is None:
         variants = tuple(VARIANTS) if dev.type == "cuda" else ("eager",)
     report["variants"] = list(variants)
-    mediapipe = _mediapipe_available()
+    mediapipe, default_photo = _mediapipe_available(), photo is None
     if photo is None:
         from skimage import data
 
@@ -140,7 +149,7 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
 
         report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
         lms = [MediaPipeFaces.detect(photo, segment=False).landmarks68]
-    elif photo.shape[:2] == (512, 512):  # e.g. a GPU machine without MediaPipe: the astronaut's saved landmarks
+    elif default_photo:  # e.g. a GPU machine without MediaPipe: the astronaut's saved landmarks
         report["note"] = f"MediaPipe not installed: no detection timings; landmarks from {ASTRONAUT_LANDMARKS.name}"
         lms = [np.array(json.loads(ASTRONAUT_LANDMARKS.read_text())["landmarks68_px"])]
     else:
@@ -164,9 +173,7 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                                        S, cfg.feature_size, cfg.heatmap_sigma_px)
                 res[f"encoders_{V}view"] = timeit(lambda: m.encode(img, msk, hm), runs, sync=sync)
                 feats = m.encode(img, msk, hm)
-                A = torch.eye(3, device=dev).expand(1, V, 3, 3) * cfg.frame_scale_m
-                b = torch.tensor([0, 0, 0.6], device=dev).expand(1, V, 3)
-                K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(1, V, 3, 3)
+                A, b, K = _bench_cameras(cfg, 1, V, dev)
                 v = m.vertex_init[None].clone()
                 k = torch.rand(1, cfg.num_keypoints, 3, device=dev) - 0.5
                 m.net.g_v.freeze_last(True)
@@ -192,9 +199,7 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
             img = torch.rand(Bn, 1, 3, S, S, device=dev)
             msk = torch.ones(Bn, 1, 1, S, S, device=dev)
             hm = torch.zeros(Bn, 1, 68, cfg.feature_size, cfg.feature_size, device=dev)
-            A = torch.eye(3, device=dev).expand(Bn, 1, 3, 3) * cfg.frame_scale_m
-            b = torch.tensor([0, 0, 0.6], device=dev).expand(Bn, 1, 3)
-            K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(Bn, 1, 3, 3)
+            A, b, K = _bench_cameras(cfg, Bn, 1, dev)
 
             def batch_run():
                 f = m.encode(img, msk, hm)

@@ -154,20 +154,14 @@ class GLVD(nn.Module):
         return vertices + dv, k_new
 
     def descend(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
-                keypoint_warmup: int = 0, trajectory: bool = False):
+                keypoint_warmup: int = 0):
         """``iterations`` calls of :meth:`step` from vertices (B, N, 3) and keypoints (B, K, 3),
         the first ``keypoint_warmup`` keypoint-only, with no host synchronisation (so a CUDA graph
-        can capture it). Returns the final (vertices, keypoints), or with ``trajectory`` their
-        (T + 1, B, N, 3) and (T + 1, B, K, 3) stacks. Call with ``freeze_last`` on for speed."""
-        vs, ks = [vertices], [keypoints]
+        can capture it). Returns the final (vertices, keypoints). Call with ``freeze_last`` on for speed."""
         for t in range(iterations):
             vertices, keypoints = self.step(feats, vertices, keypoints, A, b, K, clip,
                                             move_vertices=t >= keypoint_warmup)
-            if trajectory:
-                vs.append(vertices)
-                ks.append(keypoints)
-        return (torch.stack(vs), torch.stack(ks)) if trajectory else (vertices, keypoints)
-
+        return vertices, keypoints
 
 def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
     """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3) or (B, K, 3),
