@@ -20,12 +20,11 @@ _SUBLAYOUTS = {"row", "column", "box", "split", "column_flow", "grid_flow"}
 @dataclass
 class Item:
     """One drawn element: ``kind`` is the UILayout function ("prop", "operator", "label", ...),
-    ``args`` its arguments by RNA parameter name, ``enabled`` whether it is greyed out (its own
-    layout or one above it has ``enabled = False``), ``depth`` how deeply its layout is nested."""
+    ``args`` its arguments by RNA parameter name, ``enabled`` False when it is greyed out (its own
+    layout or one above it has ``enabled = False``)."""
     kind: str
     args: dict
     enabled: bool
-    depth: int
     value: object = None          # a property's current value (for "prop")
     name: str = ""                # the RNA name of a property / label of an operator
     rna: object = None            # the property's RNA definition (for "prop")
@@ -76,9 +75,6 @@ class RecordingLayout:
             lay = lay._parent
         return True
 
-    def _depth(self) -> int:
-        return 0 if self._parent is None else 1 + self._parent._depth()
-
     # -- checks ----------------------------------------------------------------------------------
     def _call(self, fname, a, kw):
         fn = _RNA.functions[fname]
@@ -102,7 +98,7 @@ class RecordingLayout:
                 if args[p.identifier] not in items:
                     raise TypeError(f"UILayout.{fname}(): {p.identifier}={args[p.identifier]!r} is not one of "
                                     f"Blender's ({len(items)} items)")
-        item = Item(fname, args, self._enabled(), self._depth(), layout=self)
+        item = Item(fname, args, self._enabled(), layout=self)
         if fname in ("prop", "prop_search", "prop_enum", "prop_menu_enum", "props_enum"):
             data, prop = args["data"], args["property"]
             rna = getattr(data, "bl_rna", None)
