@@ -3,7 +3,8 @@ of the identity could the 18 keypoints carry if they were right?
 
     python scripts/diagnose_keypoints.py --data data/eval --scenes 20 [--weights W] [--json OUT]
 
-On each held-out synthetic scene (view 0, MediaPipe landmarks, true intrinsics, as ``evaluate``):
+On each held-out synthetic scene (MediaPipe landmarks, as ``evaluate``: ``--views 1`` is view 0 in
+its camera frame with the true intrinsics, ``--views 3`` the world frame with the true cameras):
 - keypoint error of the model's descent at every step (mm, mean over keypoints), raw and after the
   best similarity onto the GT keypoints (single view fixes shape, not scale/depth);
 - the GT face fitted from keypoints: the template's identity modes (ICT, weights ~ N(0, 1)) fitted
@@ -54,6 +55,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data/eval")
     ap.add_argument("--scenes", type=int, default=20)
+    ap.add_argument("--views", type=int, default=1,
+                    help="views per scene (1: camera frame, intrinsics only; more: world frame, cameras given)")
     ap.add_argument("--weights", default=None, help="model (default: the bundled one)")
     ap.add_argument("--noise-mm", type=float, nargs="+", default=[2.0, 5.0, 8.0, 12.0],
                     help="assumed keypoint noise levels for the fits on the model's keypoints")
@@ -76,14 +79,16 @@ def main(argv=None) -> int:
     for i in range(min(a.scenes, len(ds))):
         s = ds[i]
         cam = s.cameras[0]
-        gt = cam.world_to_camera(s.vertices_m).astype(np.float64)
+        gt = (cam.world_to_camera(s.vertices_m) if a.views == 1 else s.vertices_m).astype(np.float64)
         try:
-            lm = MediaPipeFaces.detect(s.images[0], where=s.path.name, segment=False).landmarks68
+            lms = [MediaPipeFaces.detect(im, where=s.path.name, segment=False).landmarks68
+                   for im in s.images[:a.views]]
         except InputError:
             skipped += 1
             continue
-        intr = Camera(np.eye(3), np.zeros(3), cam.K, cam.width, cam.height)
-        r = rec.reconstruct(s.images[:1], s.masks[:1], landmarks=[lm], intrinsics=[intr])
+        kw = (dict(intrinsics=[Camera(np.eye(3), np.zeros(3), cam.K, cam.width, cam.height)]) if a.views == 1
+              else dict(cameras=s.cameras[:a.views]))
+        r = rec.reconstruct(s.images[:a.views], s.masks[:a.views], landmarks=lms, **kw)
         gk = gt[k18]
         raw, al = [], []
         for kp in r.keypoints.astype(np.float64):
@@ -110,7 +115,7 @@ def main(argv=None) -> int:
         print(f"\rscene {i + 1}/{min(a.scenes, len(ds))}", end="", flush=True)
     print()
     out = dict(
-        scenes=len(kp_raw), skipped_no_face=skipped, data=a.data, weights=a.weights or "bundled",
+        scenes=len(kp_raw), views=a.views, skipped_no_face=skipped, data=a.data, weights=a.weights or "bundled",
         aligned_chamfer_mm={k: float(np.mean(v)) for k, v in rows.items()},
         keypoint_error_mm_per_step=dict(raw=np.mean(kp_raw, 0).round(2).tolist(),
                                         aligned=np.mean(kp_aligned, 0).round(2).tolist()),
