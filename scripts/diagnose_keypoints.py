@@ -1,7 +1,7 @@
 """Where the single-view error comes from: how good are the descent's 3D keypoints, and how much
 of the identity could the 18 keypoints carry if they were right?
 
-    python scripts/diagnose_keypoints.py --data data/eval --scenes 20 [--weights W] [--json OUT]
+    python scripts/diagnose_keypoints.py --data data/eval --scenes 20 [--views 1|3] [--weights W] [--json OUT]
 
 On each held-out synthetic scene (MediaPipe landmarks, as ``evaluate``: ``--views 1`` is view 0 in
 its camera frame with the true intrinsics, ``--views 3`` the world frame with the true cameras):
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     print("keypoint error per step, aligned (mm):", out["keypoint_error_mm_per_step"]["aligned"])
     print("keypoint error per step, raw (mm):    ", out["keypoint_error_mm_per_step"]["raw"])
     print("final keypoints: similarity scale onto GT", round(out["keypoint_final_similarity_scale"], 3),
-          "aligned error per camera axis (mm)", out["keypoint_final_aligned_error_per_axis_mm"])
+          "aligned error per axis (mm; camera axes for 1 view, world axes for several)", out["keypoint_final_aligned_error_per_axis_mm"])
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(out, indent=1))
