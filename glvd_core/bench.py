@@ -176,11 +176,8 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                 A, b, K = _bench_cameras(cfg, 1, V, dev)
                 v = m.vertex_init[None].clone()
                 k = torch.rand(1, cfg.num_keypoints, 3, device=dev) - 0.5
-                m.net.g_v.freeze_last(True)
-                m.net.g_k.freeze_last(True)
-                res[f"descent_step_{V}view"] = timeit(lambda: m.step(feats, v, k, A, b, K, cfg.clip), runs, sync=sync)
-                m.net.g_v.freeze_last(False)
-                m.net.g_k.freeze_last(False)
+                with m.last_layers_frozen():
+                    res[f"descent_step_{V}view"] = timeit(lambda: m.step(feats, v, k, A, b, K, cfg.clip), runs, sync=sync)
                 if V == 1:
                     res["naive_full_output_step_1view"] = timeit(
                         lambda: full_output_step(m, feats, v, k, A, b, K, cfg.clip), max(3, runs // 5), warmup=1, sync=sync)
@@ -207,11 +204,8 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                 return m.descend(f, m.vertex_init[None].expand(Bn, -1, -1), kk, A, b, K, cfg.clip, cfg.iterations,
                                  cfg.keypoint_warmup)[0]
 
-            m.net.g_v.freeze_last(True)
-            m.net.g_k.freeze_last(True)
-            st = timeit(batch_run, max(3, runs // 5), warmup=1, sync=sync)
-            m.net.g_v.freeze_last(False)
-            m.net.g_k.freeze_last(False)
+            with m.last_layers_frozen():
+                st = timeit(batch_run, max(3, runs // 5), warmup=1, sync=sync)
             st["faces_per_second"] = Bn / (st["median_ms"] / 1000)
             res[f"batch_{Bn}_faces"] = st
             # encoders + all steps per face through the static-shape path (CUDA graphs, autocast)

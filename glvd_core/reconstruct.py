@@ -329,9 +329,7 @@ class Reconstructor:
         out = self._output_map(frame, world)
         warm = cfg.keypoint_warmup if keypoint_warmup is None else int(keypoint_warmup)
         traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
-        self.model.net.g_v.freeze_last(True)
-        self.model.net.g_k.freeze_last(True)
-        try:
+        with self.model.last_layers_frozen():
             for t in range(iterations):
                 ts = time.perf_counter()
                 v, k = self.model.step(feats, v, k, A, b, K, clip, move_vertices=t >= warm)
@@ -345,9 +343,6 @@ class Reconstructor:
                 traj_k.append(kn)
                 if callback is not None and callback(t + 1, out(vn), out(kn)) is False:
                     raise Cancelled(f"cancelled after step {t + 1} of {iterations}")
-        finally:
-            self.model.net.g_v.freeze_last(False)
-            self.model.net.g_k.freeze_last(False)
         t3 = time.perf_counter()
         V_m = np.stack([out(x) for x in traj_v]).astype(np.float32)
         K_m = np.stack([out(x) for x in traj_k]).astype(np.float32)

@@ -158,11 +158,18 @@ def test_callback_progress_and_cancel(untrained, tiny_dataset):
     class Stop(Exception):
         pass
 
+    frozen_during = []
+
     def boom(i, v, k):
+        frozen_during.append(untrained.model.net.g_v._frozen_w3 is not None)
         raise Stop()
 
     with pytest.raises(Stop):
         untrained.reconstruct(s.images[:1], iterations=5, detect=False, callback=boom)
+    # the last layers are materialised for the descent and released however it ends (a stale
+    # cache would survive a later weight update)
+    nets = (untrained.model.net.g_v, untrained.model.net.g_k)
+    assert frozen_during == [True] and all(n._frozen_w3 is None for n in nets)
 
 
 def test_cuda_without_cuda_is_a_clear_error():

@@ -43,8 +43,7 @@ class StaticDescent:
         z = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
         self.inputs = dict(images=z(B, V, 3, S, S), masks=z(B, V, 1, S, S), heatmaps=z(B, V, cfg.heatmap_channels, h, h),
                            A=z(B, V, 3, 3), b=z(B, V, 3), K=z(B, V, 3, 3), keypoints=z(B, cfg.num_keypoints, 3))
-        model.net.g_v.freeze_last(True)
-        model.net.g_k.freeze_last(True)
+        model.freeze_last(True)
         self.graph = None
         if graph and dev.type == "cuda":
             try:
@@ -93,5 +92,4 @@ class StaticDescent:
     def close(self):
         """Release the graph and unfreeze the model's last layers."""
         self.graph = None
-        self.model.net.g_v.freeze_last(False)
-        self.model.net.g_k.freeze_last(False)
+        self.model.freeze_last(False)

@@ -6,6 +6,7 @@ h = S / 4 feature size. Points are in the normalised frame (see :mod:`.frame`).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,15 +154,32 @@ class GLVD(nn.Module):
         dv = clip_norm(self.vertex_displacement(h, vertices, vidx, self.vertex_prior(k_for_v)), clip)
         return vertices + dv, k_new
 
+    def freeze_last(self, on: bool = True):
+        """Materialise (``on``) or release the weight-normalised last layers of g_v and g_k: at
+        inference they are computed once per reconstruction, not once per step."""
+        self.net.g_v.freeze_last(on)
+        self.net.g_k.freeze_last(on)
+
+    @contextmanager
+    def last_layers_frozen(self):
+        """``with model.last_layers_frozen():`` — :meth:`freeze_last` for the block, released
+        however it ends."""
+        self.freeze_last(True)
+        try:
+            yield self
+        finally:
+            self.freeze_last(False)
+
     def descend(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
                 keypoint_warmup: int = 0):
         """``iterations`` calls of :meth:`step` from vertices (B, N, 3) and keypoints (B, K, 3),
         the first ``keypoint_warmup`` keypoint-only, with no host synchronisation (so a CUDA graph
-        can capture it). Returns the final (vertices, keypoints). Call with ``freeze_last`` on for speed."""
+        can capture it). Returns the final (vertices, keypoints). Call inside :meth:`last_layers_frozen` for speed."""
         for t in range(iterations):
             vertices, keypoints = self.step(feats, vertices, keypoints, A, b, K, clip,
                                             move_vertices=t >= keypoint_warmup)
         return vertices, keypoints
+
 
 def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
     """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3) or (B, K, 3),
