@@ -237,7 +237,7 @@ def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_p
         s = ds[i]
         lm = np.stack([c.project(s.vertices_m[template.landmarks68]) for c in s.cameras])
         save_npz_deterministic(s.path / "landmarks_detected.npz", landmarks68=lm.astype(np.float32),
-                               ok=np.ones(len(lm), bool))
+                               ok=np.ones(len(lm), bool), source=np.array("given"))
     cfg = get_config("tiny", landmark_noise_px=5.0)
     bank = SceneBank(root, cfg, template, log=lambda *a: None)
     for step in range(6):

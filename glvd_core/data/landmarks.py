@@ -1,6 +1,11 @@
 """Detector landmarks for training data: run the same detector as inference on the renders and
-cache the result per scene (``landmarks_detected.npz``: ``landmarks68`` (V, 68, 2) pixels,
-``ok`` (V,) bool), so training heatmaps are made the way inference makes them."""
+cache the result per scene, so training heatmaps are made the way inference makes them.
+
+``landmarks_detected.npz``: ``landmarks478`` (V, 478, 3) MediaPipe's points, ``ok`` (V,) bool,
+``source`` "mediapipe" — or ``landmarks68`` (V, 68, 2) pixels with ``source`` "given", for
+landmarks written by other code and used as stored. Loading maps the 478 points with the current
+68-point map (:func:`glvd_core.preprocess.mp_to_68`), so a cache never goes stale when the map
+changes; a cache from before the 478 points were kept is refused with what to run."""
 
 from __future__ import annotations
 
@@ -22,18 +27,18 @@ def cache_detected_landmarks(root, progress=True) -> dict:
     t0, n, ok = time.time(), 0, 0
     for i in range(len(ds)):
         s = ds[i]
-        lms, oks = [], []
+        l478, oks = [], []
         for v, img in enumerate(s.images):
             n += 1
             try:
                 d = MediaPipeFaces.detect(img, where=f"{s.path.name} view {v}", segment=False)
-                lms.append(d.landmarks68)
+                l478.append(d.landmarks478)
                 oks.append(True)
                 ok += 1
             except InputError:
-                lms.append(np.zeros((68, 2)))
+                l478.append(np.zeros((478, 3)))
                 oks.append(False)
-        save_npz_deterministic(s.path / CACHE, landmarks68=np.array(lms, np.float32), ok=np.array(oks))
+        save_npz_deterministic(s.path / CACHE, landmarks478=np.array(l478, np.float32), ok=np.array(oks), source=np.array("mediapipe"))
         if progress:
             print(f"\r{i + 1}/{len(ds)} scenes, detected {ok}/{n} views ({ok / n:.1%})", end="", file=sys.stderr)
     if progress:
@@ -42,8 +47,20 @@ def cache_detected_landmarks(root, progress=True) -> dict:
 
 
 def load_detected(scene_dir):
+    """(landmarks68 (V, 68, 2) pixels, ok (V,) bool) of a scene's cache, or None without one."""
     p = scene_dir / CACHE
     if not p.is_file():
         return None
     with np.load(p) as z:
-        return z["landmarks68"].astype(np.float64), z["ok"].astype(bool)
+        if "source" not in z.files:
+            raise ValueError(f"{p} was cached by an older version (no MediaPipe points kept); "
+                             f"re-run: python -m glvd_core detect-landmarks --data {scene_dir.parent}")
+        ok = z["ok"].astype(bool)
+        if str(z["source"]) != "mediapipe":
+            return z["landmarks68"].astype(np.float64), ok
+        from ..preprocess import mp_to_68
+
+        lm = np.zeros((len(ok), 68, 2))
+        if ok.any():
+            lm[ok] = mp_to_68(z["landmarks478"][ok])
+        return lm, ok
