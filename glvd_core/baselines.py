@@ -25,20 +25,22 @@ def template_identity_basis(template: Template, ict: ICTModel) -> np.ndarray:
     return template.from_ict(ict.identity_modes_m)
 
 
-def fit_3dmm_to_landmarks(landmarks: list, cameras: list, template: Template, ict: ICTModel,
-                          n_modes: int = 100, prior: float = 1.0, world: bool = False,
-                          noise_px: float = 4.5) -> np.ndarray:
-    """Fit identity weights + pose to (68, 2) landmarks of each view (MAP: Gaussian landmark noise
-    of ``noise_px`` at 256 px — the measured detector error — and weights ~ N(0, 1)).
+def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template, modes_m: np.ndarray,
+                              prior: float = 1.0, world: bool = False, noise_px: float = 4.5):
+    """MAP fit of identity weights + pose to (68, 2) landmarks of each view: Gaussian landmark
+    noise of ``noise_px`` at 256 px, weights ~ N(0, 1), ``modes_m`` (M, N, 3) the identity modes
+    on the template (metres per unit weight).
 
     ``world=False`` (one view): pose is the head-to-camera transform and the result is in that
     camera's frame. ``world=True``: cameras are known (world->camera), one shared head pose in
-    the world is fitted and the result is in the world frame. Returns (7225, 3) metres."""
-    B = template_identity_basis(template, ict)[:n_modes]
+    the world is fitted. Returns the weights w (M,) and the pose (R (3, 3), t (3,)) taking the
+    centred shape ``mean - mean.mean(0) + w·modes`` to the output frame."""
+    B = np.asarray(modes_m)
+    n_modes = len(B)
     mean = template.vertices_m.astype(np.float64)
     c0 = mean.mean(0)
-    idx = template.landmarks68[PNP_LANDMARKS + list(range(0, 17))]
     lm_idx = PNP_LANDMARKS + list(range(0, 17))
+    idx = template.landmarks68[lm_idx]
     Xm = mean[idx] - c0
     Bl = B[:, idx].astype(np.float64)
     obs = [np.asarray(l, np.float64)[lm_idx] for l in landmarks]
@@ -64,6 +66,16 @@ def fit_3dmm_to_landmarks(landmarks: list, cameras: list, template: Template, ic
         return np.concatenate(res)
 
     x = least_squares(residual, x0, method="trf", x_scale="jac", max_nfev=200).x
-    R = cv2.Rodrigues(x[:3])[0]
-    shape = mean - c0 + np.tensordot(x[6:], B, axes=1)
-    return (shape @ R.T + x[3:6]).astype(np.float32)
+    return x[6:], cv2.Rodrigues(x[:3])[0], x[3:6]
+
+
+def fit_3dmm_to_landmarks(landmarks: list, cameras: list, template: Template, ict: ICTModel,
+                          n_modes: int = 100, prior: float = 1.0, world: bool = False,
+                          noise_px: float = 4.5) -> np.ndarray:
+    """The baseline: :func:`fit_identity_to_landmarks` with the first ``n_modes`` ICT identity
+    modes; returns the fitted face (7225, 3) in metres, in the frame described there."""
+    B = template_identity_basis(template, ict)[:n_modes]
+    w, R, t = fit_identity_to_landmarks(landmarks, cameras, template, B, prior, world, noise_px)
+    mean = template.vertices_m.astype(np.float64)
+    shape = mean - mean.mean(0) + np.tensordot(w, B, axes=1)
+    return (shape @ R.T + t).astype(np.float32)

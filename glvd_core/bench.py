@@ -52,7 +52,7 @@ def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
         full = model.net.g_v.head(h[:, s:s + 1024])
         out.append(full[:, torch.arange(full.shape[1]), torch.arange(s, s + full.shape[1])])
     dv = torch.cat(out, 1)
-    prior = model.vertex_prior(k)
+    prior = model.vertex_prior(k, feats.shape_w)
     if prior is not None:
         dv = dv + model.prior_pull(prior, v)
     dv = clip_norm(dv, clip)

@@ -316,11 +316,13 @@ class Reconstructor:
         t1 = time.perf_counter()
         hm = landmark_heatmaps(lm, ok, cfg.image_size, cfg.feature_size, cfg.heatmap_sigma_px)
         feats = self.model.encode(img, msk, hm)
+        world = cameras is not None or len(views) > 1
+        if cfg.vertex_prior == "landmarks":
+            feats.shape_w = self._landmark_shape(views, world, notes)
         self._sync()
         t2 = time.perf_counter()
         g = torch.Generator().manual_seed(int(seed))
         k = ((torch.rand(1, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
-        world = cameras is not None or len(views) > 1
         v = self.model.vertex_init[None].clone()
         if start == "posed" and views[0].pose is not None:
             v = torch.as_tensor(self._posed_start(views[0], frame, world), dtype=f32, device=dev)[None]
@@ -352,6 +354,27 @@ class Reconstructor:
                               "world" if world else "camera", timings,
                               info=dict(model=self.source, config=cfg.name, device=str(self.device), seed=int(seed),
                                         clip=clip, views=len(views), notes=notes))
+
+    def _landmark_shape(self, views: list, world: bool, notes: list) -> torch.Tensor | None:
+        """(1, M) identity weights of the ``"landmarks"`` prior: the MAP fit of the template's
+        identity modes to the views' 2D landmarks through their cameras (None, and a note, when a
+        view has no landmarks: the prior keeps the mean shape)."""
+        from .baselines import fit_identity_to_landmarks
+        from .expression.shape_space import identity_modes
+
+        if any(v.landmarks is None for v in views):
+            notes.append("no landmarks for the shape prior: it keeps the template's mean shape")
+            return None
+        cams = [v.camera for v in views]
+        if not world:  # one view in its own camera frame
+            c = cams[0]
+            cams = [Camera(np.eye(3), np.zeros(3), c.K, c.width, c.height)]
+        if getattr(self, "_identity_modes_m", None) is None:
+            self._identity_modes_m = identity_modes(self.template)
+        w, _, _ = fit_identity_to_landmarks([v.landmarks for v in views], cams, self.template,
+                                            self._identity_modes_m, world=world,
+                                            noise_px=self.cfg.prior_landmark_noise_px)
+        return torch.as_tensor(w, dtype=torch.float32, device=self.device)[None]
 
     def _posed_start(self, view: PreparedView, frame: Frame, world: bool) -> np.ndarray:
         """Template at the PnP head pose of view 0, in the normalised frame (single view: placed

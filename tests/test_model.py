@@ -248,10 +248,10 @@ def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_p
         torch.testing.assert_close(uv, b.landmarks_px, atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("prior", ["none", "keypoints", "identity"])
+@pytest.mark.parametrize("prior", ["none", "keypoints", "identity", "landmarks"])
 def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset, prior):
     """The fast path (diagonal gather, cached weights) matches the naive full-output step within 1e-4 m,
-    with and without the keypoint-posed (and identity-fitted) template prior."""
+    with and without the keypoint-posed (and identity- or landmark-fitted) template prior."""
     from glvd_core.bench import full_output_step
     from glvd_core.data import GLVDDataset
     from glvd_core.model.frame import make_frame
@@ -271,6 +271,9 @@ def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_datas
                            torch.ones(1, 1, 68, dtype=torch.bool), cfg.image_size, cfg.feature_size, cfg.heatmap_sigma_px)
     with torch.no_grad():
         feats = rec.model.encode(img, msk, hm)
+        if prior == "landmarks":
+            feats.shape_w = rec._landmark_shape(views, True, [])
+            assert feats.shape_w.abs().max() > 0.1  # a real shape, not the mean
         A, b, K = (torch.as_tensor(x, dtype=torch.float32)[None] for x in (fr.A, fr.b, fr.K))
         k = (torch.rand(1, cfg.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.kp_init_extent
         v = rec.model.vertex_init[None].clone()
@@ -284,7 +287,7 @@ def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_datas
     k0 = (torch.rand(1, cfg.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.kp_init_extent
     sd = StaticDescent(rec.model, 1, 1, iterations=5, graph=True)  # graph is ignored on a CPU
     try:
-        vs, _ = sd(img, msk, hm, A, b, K, k0)
+        vs, _ = sd(img, msk, hm, A, b, K, k0, shape_w=feats.shape_w)
     finally:
         sd.close()
     assert sd.graph is None and np.abs(fr.to_world_m(vs[0].numpy().astype(np.float64)) - r.final_vertices).max() < 1e-4

@@ -41,10 +41,16 @@ class GLVDConfig:
                                      # keypoint-posed template; measured in docs/RESULTS.md) or
                                      # "identity" (as "keypoints", but the template is first shaped by
                                      # a ridge fit of the ICT identity modes to the current keypoints,
-                                     # up to a similarity; see prior_noise_m)
+                                     # up to a similarity; see prior_noise_m) or
+                                     # "landmarks" (as "keypoints", but the template is first shaped by
+                                     # the MAP fit of the identity modes to the detected 2D landmarks,
+                                     # made once before the descent; see prior_landmark_noise_px; an
+                                     # inference-time choice for a model trained with "keypoints")
     prior_noise_m: float = 0.008     # "identity" prior: assumed keypoint error (metres) of the ridge fit,
                                      # identity weights ~ N(0, 1); larger = closer to the mean face
                                      # (chosen on a validation set, see docs/RESULTS.md)
+    prior_landmark_noise_px: float = 4.5  # "landmarks" prior: assumed 2D landmark error at 256 px of
+                                     # the fit (identity weights ~ N(0, 1)); the 3DMM baseline's value
     # -- descent / normalisation ----------------------------------------------------------
     frame_scale_m: float = 0.16      # metres per normalised unit
     head_extent_m: float = 0.36      # nominal head height framed by a crop (as the data engine)

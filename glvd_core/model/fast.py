@@ -25,7 +25,8 @@ class StaticDescent:
             that the warm-up runs what the graph will (required when a graph is captured).
 
     Call with images (B, V, 3, S, S) in [0, 1], masks (B, V, 1, S, S), heatmaps (B, V, L, h, h),
-    A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3) and the keypoint start (B, K, 3); returns the final
+    A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3), the keypoint start (B, K, 3) and, for the
+    ``"landmarks"`` prior, its identity weights ``shape_w`` (B, M) (None: the mean shape); returns the final
     vertices (B, N, 3) and keypoints (B, K, 3) in the normalised frame — with ``graph`` these are
     the graph's own output buffers, overwritten by the next call (clone them to keep them).
     """
@@ -43,6 +44,8 @@ class StaticDescent:
         z = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
         self.inputs = dict(images=z(B, V, 3, S, S), masks=z(B, V, 1, S, S), heatmaps=z(B, V, cfg.heatmap_channels, h, h),
                            A=z(B, V, 3, 3), b=z(B, V, 3), K=z(B, V, 3, 3), keypoints=z(B, cfg.num_keypoints, 3))
+        if cfg.vertex_prior == "landmarks":
+            self.inputs["shape_w"] = z(B, model.id_modes.shape[0])
         model.freeze_last(True)
         self.graph = None
         if graph and dev.type == "cuda":
@@ -70,10 +73,14 @@ class StaticDescent:
         x, m = self.inputs, self.model
         with torch.autocast(x["images"].device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
             feats = m.encode(x["images"], x["masks"], x["heatmaps"])
+            feats.shape_w = x.get("shape_w")
             v = m.vertex_init[None].expand(x["images"].shape[0], -1, -1)
             return m.descend(feats, v, x["keypoints"], x["A"], x["b"], x["K"], self.clip, self.iterations, self.warmup)
 
     def _load(self, given: dict):
+        given = {k: v for k, v in given.items() if not (k == "shape_w" and v is None)}
+        if "shape_w" in self.inputs and "shape_w" not in given:
+            given["shape_w"] = torch.zeros_like(self.inputs["shape_w"])  # the mean shape
         if set(given) != set(self.inputs):
             raise ValueError(f"inputs are {sorted(self.inputs)}, not {sorted(given)}")
         for name, value in given.items():
@@ -81,8 +88,9 @@ class StaticDescent:
                 raise ValueError(f"{name} is {tuple(value.shape)}; this StaticDescent takes {tuple(self.inputs[name].shape)}")
             self.inputs[name].copy_(value)
 
-    def __call__(self, images, masks, heatmaps, A, b, K, keypoints):
-        self._load(dict(images=images, masks=masks, heatmaps=heatmaps, A=A, b=b, K=K, keypoints=keypoints))
+    def __call__(self, images, masks, heatmaps, A, b, K, keypoints, shape_w=None):
+        self._load(dict(images=images, masks=masks, heatmaps=heatmaps, A=A, b=b, K=K, keypoints=keypoints,
+                        shape_w=shape_w))
         if self.graph is None:
             with torch.no_grad():
                 return self._run()

@@ -20,12 +20,17 @@ from .frame import R_ICT_TO_CAM, project_grid
 from .networks import GLVDNet, sample_maps
 
 
+VERTEX_PRIORS = ("none", "keypoints", "identity", "landmarks")
+
+
 @dataclass
 class Features:
     fv: list            # f_v stack maps, each (B*V, C, h, w)
     fk: torch.Tensor    # f_s map (B*V, fs_out, h, w)
     B: int
     V: int
+    shape_w: torch.Tensor | None = None  # (B, M) identity weights of the "landmarks" prior, fitted
+                                         # to the 2D landmarks before the descent (None: the mean shape)
 
 
 def landmark_heatmaps(points_px: torch.Tensor, valid: torch.Tensor, size: int, feat: int, sigma: float) -> torch.Tensor:
@@ -46,9 +51,9 @@ class GLVD(nn.Module):
         init = (template.vertices_m - template.vertices_m.mean(0)) @ R_ICT_TO_CAM.T / cfg.frame_scale_m
         self.register_buffer("kp_index", torch.as_tensor(kp, dtype=torch.long), persistent=False)
         self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
-        if cfg.vertex_prior not in ("none", "keypoints", "identity"):
-            raise ValueError(f"vertex_prior must be 'none', 'keypoints' or 'identity', not {cfg.vertex_prior!r}")
-        if cfg.vertex_prior == "identity":
+        if cfg.vertex_prior not in VERTEX_PRIORS:
+            raise ValueError(f"vertex_prior must be one of {', '.join(VERTEX_PRIORS)}, not {cfg.vertex_prior!r}")
+        if cfg.vertex_prior in ("identity", "landmarks"):
             self._init_identity_prior(template, kp)
         self.template_sha256 = template.sha256
 
@@ -109,15 +114,17 @@ class GLVD(nn.Module):
         return ridge_identity_fit(keypoints, self.vertex_init[self.kp_index], self.id_modes[:, self.kp_index],
                                   self.id_solve)
 
-    def vertex_prior(self, keypoints: torch.Tensor) -> torch.Tensor | None:
-        """(B, K, 3) keypoints -> (B, N, 3) the template (``"identity"``: first shaped by
-        :meth:`identity_fit`) moved by the similarity that best takes its keypoints onto
-        ``keypoints`` (least squares, Umeyama); None without a prior."""
+    def vertex_prior(self, keypoints: torch.Tensor, shape_w: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(B, K, 3) keypoints -> (B, N, 3) the template moved by the similarity that best takes
+        its keypoints onto ``keypoints`` (least squares, Umeyama); None without a prior. The
+        template is first shaped by identity weights: ``"identity"``, fitted to the keypoints
+        (:meth:`identity_fit`); ``"landmarks"``, ``shape_w`` (B, M), fitted to the 2D landmarks
+        before the descent (:meth:`glvd_core.Reconstructor.reconstruct`; None: the mean shape)."""
         if self.cfg.vertex_prior == "none":
             return None
         shape = self.vertex_init.expand(keypoints.shape[0], -1, -1)
-        if self.cfg.vertex_prior == "identity":
-            w = self.identity_fit(keypoints)
+        w = self.identity_fit(keypoints) if self.cfg.vertex_prior == "identity" else shape_w
+        if w is not None:
             with torch.autocast(keypoints.device.type, enabled=False):  # float32 shape, as the fit
                 shape = shape + torch.einsum("bm,mnc->bnc", w, self.id_modes)
         s, R, t = similarity_fit(shape[:, self.kp_index], keypoints)
@@ -151,7 +158,7 @@ class GLVD(nn.Module):
         k_for_v = k_new if self.cfg.update == "sequential" else keypoints
         vidx = torch.arange(vertices.shape[1], device=vertices.device).expand(B, -1)
         h = self.vertex_hidden(feats.fv, B, V, vertices, k_for_v, A, b, K)
-        dv = clip_norm(self.vertex_displacement(h, vertices, vidx, self.vertex_prior(k_for_v)), clip)
+        dv = clip_norm(self.vertex_displacement(h, vertices, vidx, self.vertex_prior(k_for_v, feats.shape_w)), clip)
         return vertices + dv, k_new
 
     def freeze_last(self, on: bool = True):

@@ -84,6 +84,9 @@ class TrainOptions:
 class Trainer:
     def __init__(self, cfg: GLVDConfig, data, out: str | Path, opts: TrainOptions | None = None,
                  template: Template | None = None, resume: bool = False):
+        if cfg.vertex_prior == "landmarks":
+            raise ValueError("vertex_prior=landmarks is an inference-time choice (the shape is fitted to each "
+                             "photo's landmarks): train with vertex_prior=keypoints and set landmarks when shipping")
         self.cfg, self.opts = cfg, opts or TrainOptions()
         self.out = Path(out)
         self.tpl = template or load_template()
