@@ -140,6 +140,9 @@ def _evaluate(a) -> int:
 
     from .model.config import GLVDConfig
 
+    from .preprocess import detect
+
+    detect.LANDMARK_MAP = a.landmark_map
     overrides = parse_overrides(GLVDConfig(), a.set or [])
     models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device, overrides=overrides)}
     if a.lvd_weights:
@@ -258,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
     p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
+    p.add_argument("--landmark-map", choices=["nearest", "learned"], default="nearest",
+                   help="MediaPipe 478 -> 68 map for the detected landmarks (docs/PREPROCESS.md)")
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
     p.add_argument("--start", default="template", choices=["template", "posed"], help="descent start (see reconstruct)")
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE",

@@ -172,6 +172,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
     from .data import GLVDDataset
     from .io import InputError
     from .preprocess import MediaPipeFaces
+    from .preprocess.detect import LANDMARK_MAP
 
     ds = GLVDDataset(data)
     tpl = template or load_template()
@@ -242,7 +243,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
                         seconds_per_face=float(np.mean(r["seconds"])), scenes=len(r["raw"]))
              for name, r in rows.items() if r["raw"]}
     out = dict(table=table, skipped_no_face=skipped, scenes_tried=n, views=views, start=start,
-               landmarks="oracle (projected GT)" if oracle_landmarks else "detector (MediaPipe)")
+               landmarks="oracle (projected GT)" if oracle_landmarks else f"detector (MediaPipe, {LANDMARK_MAP} map)")
     if per_step:
         out["per_step_aligned_mm"] = {k: np.mean(v, 0).tolist() for k, v in steps.items() if v}
     if heatmap:

@@ -2,6 +2,9 @@
 
     python scripts/ship_model.py --run runs/lite_glvd2 [--checkpoint last.pt] [--fp16] [--set keypoint_warmup=5 iterations=12]
                                  [--lineage "started from …"] [--out PATH]
+    python scripts/ship_model.py --model glvd_core/assets/glvd_default.pt --set vertex_prior=landmarks
+        (re-package a shipped model with other inference settings: same weights, recipe kept,
+        the change recorded in it)
 
 Writes config (with the inference defaults given by --set), template hash, weights (fp16 when
 --fp16) and the training recipe (from the run's config.json / metrics.jsonl)."""
@@ -16,7 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a training run directory")
+    src.add_argument("--model", help="a packaged model to re-package with --set")
     ap.add_argument("--out", default=str(ROOT / "glvd_core/assets/glvd_default.pt"))
     ap.add_argument("--checkpoint", default="model.pt",
                     help="file of --run to package: model.pt (a finished run) or last.pt (one stopped early)")
@@ -29,6 +34,21 @@ def main(argv=None):
     from glvd_core.model.config import GLVDConfig
     from glvd_core.train.trainer import MODEL_FORMAT, atomic_save, load_checkpoint
 
+    if a.model:
+        ck = load_checkpoint(a.model)
+        old = GLVDConfig.from_dict(ck["config"])
+        try:
+            new = dict(old.to_dict(), **parse_overrides(old, a.set))
+        except ValueError as e:
+            raise SystemExit(str(e))
+        changed = {k: [old.to_dict()[k], v] for k, v in new.items() if old.to_dict()[k] != v}
+        recipe = dict(ck.get("recipe", {}))
+        recipe["repackaged"] = recipe.get("repackaged", []) + [dict(changed=changed, command="ship_model.py --model "
+                                                                    f"{a.model} --set {' '.join(a.set)}")]
+        atomic_save(dict(format=MODEL_FORMAT, config=new, template_sha256=ck["template_sha256"], model=ck["model"],
+                         recipe=recipe), Path(a.out))
+        print(f"wrote {a.out}: changed {changed}")
+        return
     run = Path(a.run)
     ck = load_checkpoint(run / a.checkpoint)
     cfg = GLVDConfig.from_dict(ck["config"]).to_dict()  # fields added since training take their defaults

@@ -44,7 +44,7 @@ def test_no_face_is_a_clear_error():
 def test_detected_landmarks_match_projected_gt_on_renders(ict):
     """On synthetic renders (seeds no training set uses) the detected landmarks lie near the
     projected GT ones, and the learned map is clearly closer than the nearest-point look-up."""
-    from glvd_core.preprocess.detect import mp_to_68_index
+    from glvd_core.preprocess.detect import mp_to_68, mp_to_68_index
 
     from glvd_core import load_template
     from glvd_core.data.synth import SceneConfig, render_model, render_view, sample_lighting, sample_scene
@@ -62,10 +62,12 @@ def test_detected_landmarks_match_projected_gt_on_renders(ict):
             continue
         found += 1
         gt = sc.cameras[0].project(tpl.from_ict(sc.vertices_ict_m)[tpl.landmarks68])
-        errs.append(np.linalg.norm(d.landmarks68 - gt, axis=1).mean())
+        assert np.abs(d.landmarks68 - mp_to_68_index(d.landmarks478)).max() == 0  # the default map
+        errs.append(np.linalg.norm(mp_to_68(d.landmarks478, "learned") - gt, axis=1).mean())
         errs_index.append(np.linalg.norm(mp_to_68_index(d.landmarks478) - gt, axis=1).mean())
     assert found >= 10
-    assert np.mean(errs) < 3.5, f"mean landmark error {np.mean(errs):.2f} px at 256 px"
+    assert np.mean(errs_index) < 8.0, f"mean landmark error {np.mean(errs_index):.2f} px at 256 px"
+    assert np.mean(errs) < 3.5, f"mean landmark error {np.mean(errs):.2f} px at 256 px (learned map)"
     assert np.mean(errs) < 0.8 * np.mean(errs_index), (np.mean(errs), np.mean(errs_index))
 
 
