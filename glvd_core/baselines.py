@@ -79,3 +79,58 @@ def fit_3dmm_to_landmarks(landmarks: list, cameras: list, template: Template, ic
     mean = template.vertices_m.astype(np.float64)
     shape = mean - mean.mean(0) + np.tensordot(w, B, axes=1)
     return (shape @ R.T + t).astype(np.float32)
+
+
+def fit_identity_to_points(points_m: np.ndarray, landmarks68_m: np.ndarray, template: Template,
+                           modes_m: np.ndarray, noise_m: float, iters: int = 30):
+    """The shape-space oracle: MAP fit of identity weights (weights ~ N(0, 1)) + a similarity to a
+    surface's sample points — non-rigid ICP on the scan metric's direction: each point is paired
+    with its closest point on the mesh (barycentric weights of the face's corners) and the
+    weights and a small similarity step are solved together, point-to-plane (linearised).
+
+    ``points_m`` (P, 3) surface samples and ``landmarks68_m`` (68, 3) their landmarks (only to
+    start the similarity), in any frame and scale; ``modes_m`` (M, N, 3) the modes on the
+    template (M may be 0: the similarity alone); ``noise_m`` the points' noise along the surface
+    normal, in the points' units. Uses no image: it bounds what any method that moves the
+    template inside these modes can reach. Returns the weights (M,), the shape (N, 3) in the
+    template frame and the similarity (s, R, t) taking the points' frame onto it."""
+    from .evaluate import closest_on_mesh, face_normals, similarity_from_step, similarity_step_columns, umeyama
+
+    mean = template.vertices_m.astype(np.float64)
+    B = np.asarray(modes_m, np.float64)
+    M = len(B)
+    pts = np.asarray(points_m, np.float64)
+    faces = template.faces
+    w, X = np.zeros(M), mean.copy()
+    s, R, t = umeyama(np.asarray(landmarks68_m, np.float64), X[template.landmarks68])
+    for _ in range(iters):
+        g = s * pts @ R.T + t  # the points in the template frame
+        _, q, f = closest_on_mesh(g, X, faces)
+        corner = faces[f]  # (P, 3)
+        bary = _barycentric(q, X[corner])
+        n = face_normals(X, faces)[f]
+        # n·(q + Bq dw + sigma q + omega x q + tau - g) = 0: linear in the step (dw, sigma, omega, tau)
+        Bq = (bary[None, :, :, None] * B[:, corner]).sum(2)  # (M, P, 3): d q / d w
+        A = np.concatenate([(Bq * n).sum(2).T, similarity_step_columns(q, n)], 1)
+        rhs = ((g - q) * n).sum(1)
+        lam = np.zeros(M + 7)
+        lam[:M] = (noise_m * s) ** 2  # the prior on w + dw, the noise in the template frame's units
+        x = np.linalg.solve(A.T @ A + np.diag(lam), A.T @ rhs - lam * np.concatenate([w, np.zeros(7)]))
+        w = w + x[:M]
+        # the model-side step Y = (1 + sigma) R_d X + tau, applied to the points as its inverse
+        s_d, R_d, t_d = similarity_from_step(x[M:])
+        s, R, t = s / s_d, R_d.T @ R, R_d.T @ (t - t_d) / s_d
+        X = mean + np.tensordot(w, B, axes=1)
+    return w, X, (s, R, t)
+
+
+def _barycentric(q: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """Barycentric coordinates (P, 3) of points q (P, 3) in triangles tri (P, 3 corners, 3)."""
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    v0, v1, v2 = b - a, c - a, q - a
+    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
+    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-30)
+    v = (d11 * d20 - d01 * d21) / den
+    w = (d00 * d21 - d01 * d20) / den
+    return np.stack([1 - v - w, v, w], 1)
