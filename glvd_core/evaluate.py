@@ -100,17 +100,17 @@ def align_mesh_to_points(points: np.ndarray, vertices: np.ndarray, faces: np.nda
                          tol: float = 1e-4) -> np.ndarray:
     """The mesh (V, 3) moved by the similarity that minimises the squared distances from the
     points (P, 3) to it: point-to-plane ICP (linearised similarity steps, Gauss-Newton), until a
-    step lowers the mean squared plane distance by less than the fraction ``tol``, or after
-    ``iters`` steps."""
-    X = np.asarray(vertices, np.float64)
+    step lowers the mean squared plane distance by less than the fraction ``tol`` (a step that
+    raised it is undone), or after ``iters`` steps."""
+    X = prev = np.asarray(vertices, np.float64)
     last = np.inf
     for _ in range(iters):
         _, q, f = closest_on_mesh(points, X, faces)
         n = face_normals(X, faces)[f]
         r = ((points - q) * n).sum(1)
         if (r ** 2).mean() > (1 - tol) * last:
-            break
-        last = (r ** 2).mean()
+            return prev if (r ** 2).mean() > last else X
+        last, prev = (r ** 2).mean(), X
         x = np.linalg.lstsq(similarity_step_columns(q, n), r, rcond=None)[0]
         s, R, t = similarity_from_step(x)
         X = s * X @ R.T + t
