@@ -71,7 +71,8 @@ def main(argv=None):
     ap.add_argument("--expressions", action="store_true",
                     help="also fit the template's 57 expression modes (weights ~ N(0, 1) too): is the scan's "
                          "expression (closed eyes) part of its error?")
-    ap.add_argument("--landmark-fits", action="store_true")
+    ap.add_argument("--landmark-fits", action="store_true",
+                    help="instead: the 3DMM landmark fit to the scan's own and the detected landmarks, per scene")
     ap.add_argument("--json", default="")
     a = ap.parse_args(argv)
     gt_file = sorted(Path(a.data).glob("scene_*/gt.npz"))

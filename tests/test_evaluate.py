@@ -56,8 +56,8 @@ def test_3dmm_fit_recovers_a_synthetic_identity(ict, template):
 
 def test_scan_chamfer_aligns_to_convergence_from_poor_landmarks(template):
     """The scan metric scores a mesh against its own surface as ~0 even when the landmarks that
-    start the alignment are centimetres off (a real scan's detected landmarks are ~9 mm from the
-    template's definitions), and is not fooled into scoring a different face as well."""
+    start the alignment are about a centimetre off (a real scan's landmarks are MediaPipe's, not
+    the template's vertices), and is not fooled into scoring a different face as well."""
     from glvd_core.cameras import look_at_rotation
     from glvd_core.evaluate import chamfer_scan_mm
     from glvd_core.expression.shape_space import identity_modes
