@@ -369,10 +369,8 @@ class Reconstructor:
         if not world:  # one view in its own camera frame
             c = cams[0]
             cams = [Camera(np.eye(3), np.zeros(3), c.K, c.width, c.height)]
-        if getattr(self, "_identity_modes_m", None) is None:
-            self._identity_modes_m = identity_modes(self.template)
         w, _, _ = fit_identity_to_landmarks([v.landmarks for v in views], cams, self.template,
-                                            self._identity_modes_m, world=world,
+                                            identity_modes(self.template), world=world,
                                             noise_px=self.cfg.prior_landmark_noise_px)
         return torch.as_tensor(w, dtype=torch.float32, device=self.device)[None]
 

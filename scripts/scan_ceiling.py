@@ -81,10 +81,10 @@ def main(argv=None):
     with np.load(gt_file[0]) as d:  # every scene holds the same scan
         gt, lm = d["points_m"].astype(np.float64), d["landmarks68_m"].astype(np.float64)
     tpl = load_template()
-    modes = identity_modes(tpl)
-    extra = tpl.expression_modes_m.astype(np.float32) if a.expressions else modes[:0]
     if a.landmark_fits:
         return landmark_fits(a, gt, lm, tpl)
+    modes = identity_modes(tpl)
+    extra = tpl.expression_modes_m.astype(np.float32) if a.expressions else modes[:0]
     rows = []
     for m in a.modes:
         for n in a.noise_mm if m or a.expressions else [0.0]:

@@ -117,8 +117,8 @@ def mp_to_68(p478: np.ndarray, method: str | None = None) -> np.ndarray:
     pixels in the template's Multi-PIE layout. ``method`` (default :data:`LANDMARK_MAP`):
     "nearest", the nearest single mesh point per landmark (:func:`mp_to_68_index`); "learned", the
     ridge map of :mod:`.landmark_regressor` — 2.4 px from the true landmarks at 256 px on held-out
-    ICT renders against 4.4 px, but worse on the real scan (6.4 against 5.8 px) and so not the
-    default (docs/PREPROCESS.md)."""
+    ICT renders against 4.4 px, but the 3DMM fit with it is worse on the real scan (3.090 against
+    2.909 mm), so it is not the default (docs/PREPROCESS.md)."""
     method = method or LANDMARK_MAP
     if method == "nearest":
         return mp_to_68_index(p478)
