@@ -1,0 +1,268 @@
+"""Does appearance (dense image evidence) carry the identity the landmarks miss? A probe.
+
+A small CNN (5 strided residual-free conv blocks, ~2.8 M parameters, from scratch) reads a
+112 px face crop (centred on MediaPipe's 478 points, rotated to level the eyes) and predicts the
+100 ICT identity weights. Loss: the squared per-vertex error of the identity shape over the
+template's narrow face with the similarity part of every mode projected out (so it matches the
+aligned metric); augmentation: small affine jitter, colour gains, contrast. No image of the scan
+is ever used for training.
+
+Scored on view 0 of each scene (the 1-view tables' protocol), the shape alone (``mean + w·modes``,
+pose removed by the alignment), against the same shape from the mean face (w = 0), from the
+3DMM landmark fit (the baseline's weights, learned and nearest 68-point maps) and from an equal
+blend of the CNN and the learned-map fit:
+- synthetic sets: aligned unidirectional Chamfer to the GT vertices (``evaluate.chamfer_mm``);
+- the Lee Perry-Smith scan renders: the scan metric (``evaluate.chamfer_scan_mm``).
+Also the cosine between each predicted shape offset and the true one (synthetic: the GT identity
+weights; the scan: the shape-space oracle fit to its surface at 10 mm noise, ``scan_ceiling.py``),
+in the same similarity-free vertex metric as the loss: +1 means the right direction.
+
+    python scripts/image_identity_probe.py [--epochs 30] [--out runs/image_identity] \\
+        [--json docs/results/image_identity/probe.json]
+
+Needs data/train, data/val, data/eval with their ``landmarks_detected.npz`` caches
+(``python -m glvd_core detect-landmarks --data DIR``) and data/eval_scan. About 25 minutes of
+training on 2 CPU cores for 30 epochs; a checkpoint in ``--out`` is reused with ``--skip-train``.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from glvd_core import load_template  # noqa: E402
+from glvd_core.baselines import fit_identity_to_points  # noqa: E402
+from glvd_core.expression.shape_space import identity_modes  # noqa: E402
+
+CROP_PX = 112
+ORACLE_NOISE_M = 0.010  # the scan's "true direction": the shape-space oracle at 10 mm (scan_ceiling.py)
+
+
+def crop(img: np.ndarray, p478: np.ndarray) -> np.ndarray:
+    """(3, CROP_PX, CROP_PX) uint8: the face box of the 478 points (x 1.25), eyes levelled."""
+    p = p478[:, :2]
+    le, re = p[33], p[263]  # outer eye corners, image left and right
+    ang = np.degrees(np.arctan2(re[1] - le[1], re[0] - le[0]))
+    c = (p.min(0) + p.max(0)) / 2
+    s = CROP_PX / (1.25 * max(np.ptp(p[:, 0]), np.ptp(p[:, 1])))
+    M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), float(ang), s)
+    M[:, 2] += CROP_PX / 2 - c
+    out = cv2.warpAffine(img, M, (CROP_PX, CROP_PX), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return out.transpose(2, 0, 1)
+
+
+def load_crops(root: Path, views=None):
+    """Crops, GT identity weights (or None) and (scene, view) of every detected view (``views``:
+    only these view indices). Synthetic sets use their detection cache; the scan set is detected."""
+    X, W, idx = [], [], []
+    for sd in sorted(root.glob("scene_*")):
+        cache = sd / "landmarks_detected.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                ok, L = z["ok"], z["landmarks478"]
+        else:
+            from glvd_core.io import InputError
+            from glvd_core.preprocess import MediaPipeFaces
+
+            ok, L = [], []
+            for v in range(len(list(sd.glob("view_*.png")))):
+                img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1].copy()
+                try:
+                    L.append(MediaPipeFaces.detect(img, segment=False).landmarks478)
+                    ok.append(True)
+                except InputError:
+                    L.append(None)
+                    ok.append(False)
+        with np.load(sd / "gt.npz") as g:
+            w = g["identity"] if "identity" in g.files else None
+        for v in range(len(ok)):
+            if ok[v] and (views is None or v in views):
+                img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1].copy()
+                X.append(crop(img, L[v]))
+                W.append(w)
+                idx.append((int(sd.name[6:]), v, L[v]))
+    Wa = None if W[0] is None else torch.tensor(np.array(W, np.float32))
+    return torch.tensor(np.array(X, np.uint8)), Wa, idx
+
+
+def shape_metric(tpl):
+    """rms(dw) (B,) mm: per-vertex RMS over the narrow face of the identity-weight error ``dw``
+    (B, 100), each mode's similarity part (translation, rotation, scale about the mean face)
+    projected out."""
+    nf = tpl.narrow_face_mask
+    Bn = torch.tensor(identity_modes(tpl)[:, nf].reshape(100, -1) * 1000, dtype=torch.float64)
+    X0 = torch.tensor(tpl.vertices_m[nf] * 1000, dtype=torch.float64)
+    X0 = X0 - X0.mean(0)
+    cols = [X0.reshape(-1)]
+    for a in range(3):
+        e = torch.zeros(3, dtype=torch.float64)
+        e[a] = 1
+        cols += [e.expand(len(X0), 3).reshape(-1), torch.cross(e.expand(len(X0), 3), X0, dim=1).reshape(-1)]
+    Q, _ = torch.linalg.qr(torch.stack(cols, 1))
+    Bp = Bn - (Bn @ Q) @ Q.T
+    G = (Bp @ Bp.T / nf.sum()).float()
+    return lambda dw: torch.sqrt(torch.einsum("bi,ij,bj->b", dw, G, dw).clamp_min(0))
+
+
+def shape_cosine(rms, a, b) -> float:
+    """Cosine between two identity-weight vectors in the metric of :func:`shape_metric` (the
+    shapes' similarity-free offsets from the mean face); NaN when one is zero."""
+    a, b = torch.as_tensor(a, dtype=torch.float32)[None], torch.as_tensor(b, dtype=torch.float32)[None]
+    na, nb = rms(a).item(), rms(b).item()
+    if na == 0 or nb == 0:
+        return float("nan")
+    return (na ** 2 + nb ** 2 - rms(a - b).item() ** 2) / (2 * na * nb)
+
+
+def _mean_or_none(x):
+    """Mean of the defined values, None when there are none (the mean face has no direction)."""
+    x = [v for v in x if np.isfinite(v)]
+    return float(np.mean(x)) if x else None
+
+
+def block(i, o):
+    return nn.Sequential(nn.Conv2d(i, o, 3, 2, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
+                         nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+
+class IdentityCNN(nn.Module):
+    def __init__(self, width: int = 32, modes: int = 100):
+        super().__init__()
+        w = width
+        self.f = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 8 * w), block(8 * w, 8 * w))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(8 * w * 16, modes))
+
+    def forward(self, x_uint8, augment: bool = False):
+        x = x_uint8.float() / 255
+        if augment:
+            b = x.shape[0]
+            ang, sc = (torch.rand(b) - 0.5) * 0.2, 1 + (torch.rand(b) - 0.5) * 0.1
+            th = torch.zeros(b, 2, 3)
+            th[:, 0, 0], th[:, 0, 1] = sc * torch.cos(ang), -sc * torch.sin(ang)
+            th[:, 1, 0], th[:, 1, 1] = sc * torch.sin(ang), sc * torch.cos(ang)
+            th[:, :, 2] = (torch.rand(b, 2) - 0.5) * 0.1
+            x = F.grid_sample(x, F.affine_grid(th, x.shape, align_corners=False), padding_mode="border",
+                              align_corners=False)
+            x = x * (0.7 + 0.6 * torch.rand(b, 3, 1, 1)) * (0.8 + 0.4 * torch.rand(b, 1, 1, 1))
+            m = x.mean((1, 2, 3), keepdim=True)
+            x = (x - m) * (0.7 + 0.6 * torch.rand(b, 1, 1, 1)) + m
+        return self.head(F.adaptive_avg_pool2d(self.f((x - 0.5) / 0.25), 4))
+
+    @torch.no_grad()
+    def predict(self, X):
+        self.eval()
+        return torch.cat([self(X[i:i + 64]) for i in range(0, len(X), 64)])
+
+
+def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print):
+    steps = epochs * (len(X) // bs)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps, pct_start=0.1)
+    t0 = time.time()
+    for ep in range(epochs):
+        net.train()
+        perm, tl = torch.randperm(len(X)), []
+        for i in range(0, len(perm) - bs + 1, bs):
+            j = perm[i:i + bs]
+            loss = rms(net(X[j], augment=True) - W[j]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tl.append(loss.sqrt().item())
+        log(f"epoch {ep + 1}/{epochs} {time.time() - t0:.0f} s  train {np.mean(tl):.3f}  "
+            f"val {rms(net.predict(Xv) - Wv).mean().item():.3f} mm (shape RMS)")
+
+
+def landmark_fit_weights(root: Path, idx, tpl, method: str):
+    from glvd_core.baselines import fit_identity_to_landmarks
+    from glvd_core.cameras import Camera, load_cameras
+    from glvd_core.preprocess.detect import mp_to_68
+
+    B, out = identity_modes(tpl), []
+    for s, v, l478 in idx:
+        c = load_cameras(root / f"scene_{s:05d}" / "cameras.json")[0][v]
+        fc = Camera(np.eye(3), np.zeros(3), c.K, c.width, c.height)
+        out.append(fit_identity_to_landmarks([mp_to_68(l478[None], method)[0]], [fc], tpl, B)[0])
+    return np.array(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT / "data"), help="folder holding train/ val/ eval/ eval_scan/")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--out", default=str(ROOT / "runs/image_identity"))
+    ap.add_argument("--skip-train", action="store_true", help="reuse OUT/identity_cnn.pt")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    torch.manual_seed(0)
+    from glvd_core.evaluate import chamfer_mm, chamfer_scan_mm
+
+    data, out = Path(a.data), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tpl = load_template()
+    rms = shape_metric(tpl)
+    net = IdentityCNN()
+    Xv, Wv, _ = load_crops(data / "val")
+    ckpt = out / "identity_cnn.pt"
+    if a.skip_train:
+        net.load_state_dict(torch.load(ckpt))
+    else:
+        X, W, _ = load_crops(data / "train")
+        print(f"{len(X)} training crops, {len(Xv)} validation crops; shape RMS of w = 0: "
+              f"train {rms(-W).mean():.3f}, val {rms(-Wv).mean():.3f} mm")
+        train(net, X, W, Xv, Wv, rms, a.epochs)
+        torch.save(net.state_dict(), ckpt)
+
+    B = identity_modes(tpl)
+    mean = tpl.vertices_m.astype(np.float64)
+    result = dict(epochs=a.epochs, crop_px=CROP_PX, parameters=sum(p.numel() for p in net.parameters()), sets={})
+    for name in ("val", "eval", "eval_scan"):
+        root = data / name
+        Xs, _, idx = load_crops(root, views=(0,))
+        w = {"mean face": np.zeros((len(Xs), 100)), "cnn": net.predict(Xs).numpy()}
+        w["landmark fit, nearest map"] = landmark_fit_weights(root, idx, tpl, "nearest")
+        w["landmark fit, learned map"] = landmark_fit_weights(root, idx, tpl, "learned")
+        w["blend: (cnn + learned fit) / 2"] = (w["cnn"] + w["landmark fit, learned map"]) / 2
+        scores, cosines = {k: [] for k in w}, {k: [] for k in w}
+        for i, (s, v, _) in enumerate(idx):
+            with np.load(root / f"scene_{s:05d}" / "gt.npz") as g:
+                gt = {k: g[k] for k in g.files}
+            if "points_m" in gt:  # the scan: the direction its oracle fit (10 mm) takes from the mean
+                w_gt = fit_identity_to_points(gt["points_m"], gt["landmarks68_m"], tpl, B, ORACLE_NOISE_M)[0]
+            else:
+                w_gt = gt["identity"]
+            for k in w:
+                shape = mean + np.tensordot(w[k][i], B, axes=1)
+                if "points_m" in gt:
+                    scores[k].append(chamfer_scan_mm(gt["points_m"], gt["landmarks68_m"], shape, tpl))
+                else:
+                    scores[k].append(chamfer_mm(gt["vertices_m"], shape, tpl, align=True)[0])
+                cosines[k].append(shape_cosine(rms, w[k][i], w_gt))
+        result["sets"][name] = {k: dict(aligned_mm=float(np.mean(v)), median_mm=float(np.median(v)),
+                                        weight_norm=float(np.linalg.norm(w[k], axis=1).mean()),
+                                        cosine_to_truth=_mean_or_none(cosines[k]))
+                                for k, v in scores.items()}
+        result["sets"][name]["scenes"] = len(idx)
+        print(f"\n{name}: {len(idx)} scenes (view 0 detected), aligned mm of the identity shape")
+        for k, v in scores.items():
+            c = result["sets"][name][k]["cosine_to_truth"]
+            print(f"  {k:<32} {np.mean(v):.3f}  (median {np.median(v):.3f}, |w| {np.linalg.norm(w[k], axis=1).mean():.1f}, "
+                  f"cosine to the true direction {'-' if c is None else f'{c:+.2f}'})")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
