@@ -21,7 +21,7 @@ in the same similarity-free vertex metric as the loss: +1 means the right direct
         [--json docs/results/image_identity/probe.json]
 
 Needs data/train, data/val, data/eval with their ``landmarks_detected.npz`` caches
-(``python -m glvd_core detect-landmarks --data DIR``) and data/eval_scan. About 25 minutes of
+(``python -m glvd_core detect-landmarks --data DIR``) and data/eval_scan. About 27 minutes of
 training on 2 CPU cores for 30 epochs; a checkpoint in ``--out`` is reused with ``--skip-train``.
 """
 import argparse
@@ -64,33 +64,32 @@ def crop(img: np.ndarray, p478: np.ndarray) -> np.ndarray:
 def load_crops(root: Path, views=None):
     """Crops, GT identity weights (or None) and (scene, view) of every detected view (``views``:
     only these view indices). Synthetic sets use their detection cache; the scan set is detected."""
+    from glvd_core.io import InputError
+    from glvd_core.preprocess import MediaPipeFaces
+
     X, W, idx = [], [], []
     for sd in sorted(root.glob("scene_*")):
         cache = sd / "landmarks_detected.npz"
+        cached = None
         if cache.is_file():
             with np.load(cache) as z:
-                ok, L = z["ok"], z["landmarks478"]
-        else:
-            from glvd_core.io import InputError
-            from glvd_core.preprocess import MediaPipeFaces
-
-            ok, L = [], []
-            for v in range(len(list(sd.glob("view_*.png")))):
-                img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1].copy()
-                try:
-                    L.append(MediaPipeFaces.detect(img, segment=False).landmarks478)
-                    ok.append(True)
-                except InputError:
-                    L.append(None)
-                    ok.append(False)
+                cached = z["ok"], z["landmarks478"]
         with np.load(sd / "gt.npz") as g:
             w = g["identity"] if "identity" in g.files else None
-        for v in range(len(ok)):
-            if ok[v] and (views is None or v in views):
-                img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1].copy()
-                X.append(crop(img, L[v]))
-                W.append(w)
-                idx.append((int(sd.name[6:]), v, L[v]))
+        for v in range(len(list(sd.glob("view_*.png")))):
+            if views is not None and v not in views or cached is not None and not cached[0][v]:
+                continue
+            img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1].copy()
+            if cached is not None:
+                l478 = cached[1][v]
+            else:
+                try:
+                    l478 = MediaPipeFaces.detect(img, segment=False).landmarks478
+                except InputError:
+                    continue
+            X.append(crop(img, l478))
+            W.append(w)
+            idx.append((int(sd.name[6:]), v, l478))
     Wa = None if W[0] is None else torch.tensor(np.array(W, np.float32))
     return torch.tensor(np.array(X, np.uint8)), Wa, idx
 
@@ -213,12 +212,12 @@ def main(argv=None):
     tpl = load_template()
     rms = shape_metric(tpl)
     net = IdentityCNN()
-    Xv, Wv, _ = load_crops(data / "val")
     ckpt = out / "identity_cnn.pt"
     if a.skip_train:
         net.load_state_dict(torch.load(ckpt))
     else:
         X, W, _ = load_crops(data / "train")
+        Xv, Wv, _ = load_crops(data / "val")
         print(f"{len(X)} training crops, {len(Xv)} validation crops; shape RMS of w = 0: "
               f"train {rms(-W).mean():.3f}, val {rms(-Wv).mean():.3f} mm")
         train(net, X, W, Xv, Wv, rms, a.epochs)
