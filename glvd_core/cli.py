@@ -9,7 +9,8 @@ import sys
 def _make_data(a) -> int:
     from .data import make_dataset
 
-    make_dataset(a.out, a.scenes, a.views, a.seed, a.size, workers=a.workers, ict_path=a.ict)
+    make_dataset(a.out, a.scenes, a.views, a.seed, a.size, workers=a.workers, ict_path=a.ict, p_plain=a.plain,
+                 p_closed_eyes=a.closed_eyes)
     return 0
 
 
@@ -210,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--plain", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of scenes rendered plain: one uniform albedo, no painted lips, brows, "
+                        "irises, lashes or pores, like an untextured scan (default 0)")
+    p.add_argument("--closed-eyes", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of the plain scenes with both eyes closed (default 0)")
     p.add_argument("--ict", default=None, help="ICT-FaceKit npz (default: GLVD_ICT_PATH or ../shared)")
     p.set_defaults(func=_make_data)
     p = sub.add_parser("train", help="train a GLVD model (stages: sdf, kp, vertex; resumable)")

@@ -60,3 +60,65 @@ def test_cli_make_data(tmp_path):
 
     assert main(["make-data", "--out", str(tmp_path / "d"), "--scenes", "2", "--views", "1", "--size", "64", "--seed", "1"]) == 0
     assert (tmp_path / "d" / "scene_00001" / "view_00.png").is_file()
+
+
+def _flat_light():
+    """Ambient light only: every surface point shows its albedo unchanged."""
+    z = np.zeros(3)
+    return dict(direction=np.array([0.0, 0.0, -1.0]), intensity=z, ambient=np.ones(3), wrap=0.0,
+                fill_dir=np.array([0.0, 0.0, 1.0]), fill=0.0)
+
+
+def test_plain_appearance_paints_nothing(ict):
+    """A plain scene (an untextured scan's look) shows one albedo under flat light; a default
+    scene paints lips, brows and eyes on the same head."""
+    from glvd_core.data.synth import SceneConfig, render_model, render_view, sample_scene
+
+    rm = render_model(ict)
+    spread = {}
+    for p in (0.0, 1.0):
+        rng = np.random.default_rng(11)
+        sc = sample_scene(ict, rng, 1, SceneConfig(size=160, yaw_deg=0, pitch_deg=0, roll_deg=0, p_plain=p))
+        assert sc.appearance["plain"] is (p == 1.0)
+        rgb, mask = render_view(ict, rm, sc.vertices_ict_m, sc.cameras[0], sc.appearance, _flat_light(), rng)
+        inner = cv2.erode((mask > 0).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        spread[p] = np.abs(rgb[inner].astype(float) - np.median(rgb[inner], 0)).max()
+    assert spread[1.0] <= 3, spread  # blur + dither only
+    assert spread[0.0] > 40, spread
+
+
+def test_plain_and_closed_eyes_keep_heads_and_cameras(ict):
+    """A plain copy of a dataset (same seed) holds the same identities and cameras, so the two
+    appearances pair up; p_plain = 0 leaves the random stream (earlier datasets) unchanged;
+    closed eyes set both blink modes and the vertices follow them."""
+    from glvd_core.data.synth import SceneConfig, sample_scene
+
+    def scene(**kw):
+        return sample_scene(ict, np.random.default_rng(5), 2, SceneConfig(size=64, **kw))
+
+    base, same, plain = scene(), scene(p_closed_eyes=1.0), scene(p_plain=1.0, p_closed_eyes=1.0)
+    for other in (same, plain):
+        np.testing.assert_array_equal(other.identity, base.identity)
+        for c0, c1 in zip(base.cameras, other.cameras):
+            np.testing.assert_array_equal(c0.K, c1.K)
+            np.testing.assert_array_equal(c0.t, c1.t)
+    np.testing.assert_array_equal(same.expression, base.expression)  # closed eyes act on plain scenes only
+    assert {k: str(v) for k, v in same.appearance.items()} == {k: str(v) for k, v in base.appearance.items()}
+    blink = [ict.expression_names.index(n) for n in ("eyeBlink_L", "eyeBlink_R")]
+    np.testing.assert_array_equal(plain.expression[blink], 1.0)
+    np.testing.assert_allclose(plain.vertices_ict_m, ict.shape(plain.identity, plain.expression))
+    assert np.abs(plain.vertices_ict_m - base.vertices_ict_m).max() > 0.003  # the lids moved
+
+
+def test_make_data_plain_options(tmp_path):
+    import pytest
+
+    from glvd_core.cli import main
+
+    with pytest.raises(ValueError, match="p_plain"):
+        make_dataset(tmp_path / "bad", scenes=1, p_plain=1.5, progress=False)
+    assert not (tmp_path / "bad").exists()
+    assert main(["make-data", "--out", str(tmp_path / "p"), "--scenes", "1", "--size", "64", "--plain", "1",
+                 "--closed-eyes", "1"]) == 0
+    cfg = json.loads((tmp_path / "p" / "dataset.json").read_text())["generator"]["config"]
+    assert cfg["p_plain"] == 1.0 and cfg["p_closed_eyes"] == 1.0

@@ -94,17 +94,23 @@ def _make_scene(args):
 
 
 def make_dataset(out: str | Path, scenes: int, views: int = 1, seed: int = 0, size: int = 256,
-                 workers: int | None = None, ict_path=None, progress=True) -> dict:
-    """Generate ``scenes`` synthetic scenes of ``views`` views into ``out``; returns stats."""
+                 workers: int | None = None, ict_path=None, progress=True, p_plain: float = 0.0,
+                 p_closed_eyes: float = 0.0) -> dict:
+    """Generate ``scenes`` synthetic scenes of ``views`` views into ``out``; returns stats.
+    ``p_plain``: fraction of scenes with a plain, untextured-scan appearance; ``p_closed_eyes``:
+    fraction of those with both eyes closed (``SceneConfig``)."""
     from ..ict import find_ict_path
     from .synth import SceneConfig
 
     if scenes < 1 or views < 1 or size < 32:
         raise ValueError("need scenes >= 1, views >= 1 and size >= 32")
+    for name, p in (("p_plain", p_plain), ("p_closed_eyes", p_closed_eyes)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {p}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ict_path = str(find_ict_path(ict_path))
-    cfg = asdict(SceneConfig(size=size))
+    cfg = asdict(SceneConfig(size=size, p_plain=float(p_plain), p_closed_eyes=float(p_closed_eyes)))
     workers = workers or min(os.cpu_count() or 1, scenes)
     jobs = [(str(out), i, views, seed, cfg, ict_path) for i in range(scenes)]
     t0 = time.time()

@@ -30,6 +30,12 @@ class SceneConfig:
     max_expressions: int = 4             # active expression modes otherwise (1..max)
     identity_scale: float = 1.0          # std of the identity weights
     p_eyelashes: float = 0.7
+    p_plain: float = 0.0                 # probability of a plain appearance: one uniform albedo on
+                                         # every material (no lips, brows, irises, lashes, pores),
+                                         # like an untextured scan; 0 leaves the random stream, and
+                                         # so every earlier dataset, byte-identical
+    p_closed_eyes: float = 0.0           # probability that a plain scene closes both eyes
+                                         # (eyeBlink_L/R = 1, as a scan subject often does)
 
 
 # ------------------------------------------------------------------------ static per-model data
@@ -150,7 +156,9 @@ def sample_camera(rng, rm: RenderModel, cfg: SceneConfig, center: np.ndarray) ->
     return Camera(R, t, K, s, s)
 
 
-def sample_appearance(rng) -> dict:
+def sample_appearance(rng, p_plain: float = 0.0) -> dict:
+    """Procedural appearance; with probability ``p_plain`` (``plain=True``) the renderer uses only
+    the skin ``tone`` (uniform on every material, no painted features, lashes or pores)."""
     pos = rng.uniform(0, len(SKIN_TONES) - 1)
     tone = np.array([np.interp(pos, np.arange(len(SKIN_TONES)), SKIN_TONES[:, c]) for c in range(3)])
     tone *= rng.uniform(0.93, 1.07, 3)
@@ -164,6 +172,7 @@ def sample_appearance(rng) -> dict:
         beard=rng.uniform(0.2, 0.7) if rng.random() < 0.25 else 0.0, blush=rng.uniform(0.0, 0.25),
         iris=iris * rng.uniform(0.7, 1.3), pore=rng.uniform(0.02, 0.07), pore_seed=int(rng.integers(1 << 30)),
         lashes=rng.random() < 0.7, spec=rng.uniform(0.02, 0.15), shininess=rng.uniform(8, 40),
+        plain=bool(p_plain > 0 and rng.random() < p_plain),
     )
 
 
@@ -226,6 +235,9 @@ def random_background(rng, size: int) -> np.ndarray:
 def render_view(ict: ICTModel, rm: RenderModel, vertices_m: np.ndarray, cam: Camera, app: dict, light: dict,
                 rng) -> tuple[np.ndarray, np.ndarray]:
     """Render one view -> (uint8 RGB (H, W, 3), uint8 mask (H, W) in {0, 255})."""
+    if app.get("plain"):
+        return render_mesh(vertices_m, rm.tris[~rm.lash_tri], np.clip(app["tone"], 0, 1), cam, light, rng,
+                           spec=app["spec"], shininess=app["shininess"])[0]
     tris = rm.tris if app["lashes"] else rm.tris[~rm.lash_tri]
     tmat = rm.tri_material if app["lashes"] else rm.tri_material[~rm.lash_tri]
     tuv = rm.tri_uv if app["lashes"] else rm.tri_uv[~rm.lash_tri]
@@ -315,7 +327,10 @@ def sample_scene(ict: ICTModel, rng, n_views: int, cfg: SceneConfig) -> Scene:
     rm = render_model(ict)
     identity = (rng.normal(0, 1, ict.identity_modes_m.shape[0]) * cfg.identity_scale).astype(np.float32)
     expression = sample_expression(rng, ict, cfg)
-    verts = ict.shape(identity, expression)
     cams = [sample_camera(rng, rm, cfg, rm.head_center) for _ in range(n_views)]
-    return Scene(identity, expression, verts, cams, sample_appearance(rng))
+    app = sample_appearance(rng, cfg.p_plain)
+    if app["plain"] and cfg.p_closed_eyes > 0 and rng.random() < cfg.p_closed_eyes:
+        for n in ("eyeBlink_L", "eyeBlink_R"):
+            expression[ict.expression_names.index(n)] = 1.0
+    return Scene(identity, expression, ict.shape(identity, expression), cams, app)
 
