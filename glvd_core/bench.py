@@ -148,10 +148,10 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
         from .preprocess import MediaPipeFaces
 
         report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
-        lms = [MediaPipeFaces.detect(photo, segment=False).landmarks68]
+        lms = [MediaPipeFaces.detect(photo, segment=False).landmarks478]  # as detected (the "image" prior crops with them)
     elif default_photo:  # e.g. a GPU machine without MediaPipe: the astronaut's saved landmarks
         report["note"] = f"MediaPipe not installed: no detection timings; landmarks from {ASTRONAUT_LANDMARKS.name}"
-        lms = [np.array(json.loads(ASTRONAUT_LANDMARKS.read_text())["landmarks68_px"])]
+        lms = [np.array(json.loads(ASTRONAUT_LANDMARKS.read_text())["landmarks478"])]
     else:
         raise RuntimeError("bench needs MediaPipe (or the default photo, whose landmarks are saved)")
     for name in configs:

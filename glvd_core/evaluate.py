@@ -246,8 +246,9 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
             gt = s.vertices_m if views > 1 else cams[0].world_to_camera(s.vertices_m)
             lm3 = s.vertices_m[tpl.landmarks68]
         try:
-            lms = ([c.project(lm3) for c in cams] if oracle_landmarks else
-                   [MediaPipeFaces.detect(im, where=f"{s.path.name}", segment=False).landmarks68 for im in imgs])
+            dets = None if oracle_landmarks else [MediaPipeFaces.detect(im, where=f"{s.path.name}", segment=False)
+                                                  for im in imgs]
+            lms = [c.project(lm3) for c in cams] if oracle_landmarks else [d.landmarks68 for d in dets]
         except InputError:
             skipped += 1
             continue
@@ -255,7 +256,10 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
                                                                          cams[0].width, cams[0].height)])
         preds = {}
         for name, rec in models.items():
-            r = rec.reconstruct(imgs, masks, landmarks=lms, start=start, **kw)
+            # the models get the detector's 478 points (mapped to the same 68 inside; the "image"
+            # prior crops the face with them)
+            r = rec.reconstruct(imgs, masks, landmarks=lms if dets is None else [d.landmarks478 for d in dets],
+                                start=start, **kw)
             preds[name] = (r.final_vertices, r.timings["total"])
             if name == next(iter(models)):
                 mean_face = r.vertices[0]  # the descent's start: the mean template where it begins

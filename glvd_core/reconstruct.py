@@ -103,6 +103,8 @@ class PreparedView:
     camera: Camera      # camera of the network input
     landmarks: np.ndarray | None  # (68, 2) network-input pixels or None
     pose: object = None  # HeadPose from PnP (head frame -> this camera), when landmarks exist
+    face_crop: np.ndarray | None = None  # (3, 112, 112) uint8 crop of the "image" prior (model/identity_cnn.py),
+                                         # when that prior is on and MediaPipe's 478 points are known
 
 
 def _as_rgb(img, where) -> np.ndarray:
@@ -195,7 +197,9 @@ class Reconstructor:
     def prepare(self, images, masks=None, cameras=None, landmarks=None, fov_deg=None, intrinsics=None,
                 detect: bool = True, names=None):
         """Validate inputs and make the network views. Returns (views, cameras used, notes)."""
+        from .model.identity_cnn import face_crop
         from .preprocess import MediaPipeFaces, estimate_cameras, head_crop, head_mask, solve_pnp
+        from .preprocess.detect import mp_to_68
 
         if images is None or len(images) == 0:
             raise InputError("no images given")
@@ -206,7 +210,7 @@ class Reconstructor:
                 raise InputError(f"{len(x)} {what} for {V} images")
         if cameras is not None and len(cameras) != V:
             raise CameraError(f"{len(cameras)} cameras for {V} images")
-        imgs, ms, lms, notes, dets = [], [], [], [], []
+        imgs, ms, lms, notes, dets, p478s = [], [], [], [], [], []
         for i in range(V):
             img = _as_rgb(images[i], names[i])
             H, W = img.shape[:2]
@@ -218,15 +222,25 @@ class Reconstructor:
                 if m.shape != (H, W):
                     raise InputError(f"{names[i]}: mask is {m.shape[1]}x{m.shape[0]} but the photo is {W}x{H}")
                 m = (m > (127 if m.max() > 1 else 0)).astype(np.uint8) * 255
-            lm, det = (None if landmarks is None else landmarks[i]), None
+            lm, det, p478 = (None if landmarks is None else landmarks[i]), None, None
+            if lm is not None:
+                lm = np.asarray(lm, np.float64)
+                if lm.shape == (478, 3):
+                    p478, lm = lm, mp_to_68(lm)
+                elif lm.shape != (68, 2):
+                    raise InputError(f"{names[i]}: landmarks must be (68, 2) pixels or MediaPipe's (478, 3) points, "
+                                     f"got shape {lm.shape}")
+                if not np.isfinite(lm).all():
+                    raise InputError(f"{names[i]}: landmarks hold NaN or infinite values")
             if lm is None and detect:
                 det = MediaPipeFaces.detect(img, where=names[i], segment=m is None)
-                lm = det.landmarks68
+                lm, p478 = det.landmarks68, det.landmarks478
                 notes += det.notes
             imgs.append(img)
             ms.append(m)
             lms.append(None if lm is None else np.asarray(lm, np.float64))
             dets.append(det)
+            p478s.append(p478)
         if cameras is None:
             intr = [intrinsics[i] if intrinsics is not None else
                     Camera.from_fov(im.shape[1], im.shape[0], fov_deg or DEFAULT_FOV_DEG) for i, im in enumerate(imgs)]
@@ -253,6 +267,8 @@ class Reconstructor:
                     notes.append(f"{names[i]}: {e}; using the whole photo")
             views.append(prepare_view(imgs[i], ms[i], cams[i], lms[i], self.cfg.image_size, names[i], crop))
             views[-1].pose = pose
+            if self.cfg.vertex_prior == "image" and p478s[i] is not None:
+                views[-1].face_crop = face_crop(imgs[i], p478s[i])
         return views, cams, notes
 
     @torch.inference_mode()
@@ -272,8 +288,10 @@ class Reconstructor:
             seed: seeds the keypoints' uniform start; the result is deterministic for a seed.
             callback: ``callback(step, vertices_m, keypoints_m)`` after each step; returning False
                 raises :class:`Cancelled`, an exception it raises propagates. Nothing is kept.
-            landmarks: optional (68, 2) 2D landmarks per image (original pixels, Multi-PIE layout);
-                by default they are detected (MediaPipe). They make the keypoint heatmaps, the
+            landmarks: optional 2D landmarks per image (original pixels): (68, 2) in the Multi-PIE
+                layout, or MediaPipe's (478, 3) points as detected (``FaceDetection.landmarks478``:
+                mapped to the 68; the ``"image"`` prior crops the face with them); by default they
+                are detected (MediaPipe). They make the keypoint heatmaps, the
                 crop (PnP head pose) and, for several photos without cameras, the cameras.
             fov_deg: field of view of uncalibrated photos (default 40 deg) unless ``intrinsics``.
             intrinsics: optional per-image :class:`Camera` giving K only (e.g. from EXIF).
@@ -319,6 +337,8 @@ class Reconstructor:
         world = cameras is not None or len(views) > 1
         if cfg.vertex_prior == "landmarks":
             feats.shape_w = self._landmark_shape(views, world, notes)
+        elif cfg.vertex_prior == "image":
+            feats.shape_w = self._image_shape(views, notes)
         self._sync()
         t2 = time.perf_counter()
         g = torch.Generator().manual_seed(int(seed))
@@ -373,6 +393,21 @@ class Reconstructor:
                                             identity_modes(self.template), world=world,
                                             noise_px=self.cfg.prior_landmark_noise_px)
         return torch.as_tensor(w, dtype=torch.float32, device=self.device)[None]
+
+    def _image_shape(self, views: list, notes: list) -> torch.Tensor | None:
+        """(1, M) identity weights of the ``"image"`` prior: the identity CNN's prediction from the
+        face crops, averaged over the views that have one (None, and a note, when none has: the
+        prior keeps the mean shape)."""
+        from .model.identity_cnn import load_identity_cnn
+
+        crops = [v.face_crop for v in views if v.face_crop is not None]
+        if len(crops) < len(views):
+            notes.append(f"image shape prior: {len(views) - len(crops)} of {len(views)} views have no MediaPipe "
+                         "landmarks to crop the face" + ("; it keeps the template's mean shape" if not crops else ""))
+        if not crops:
+            return None
+        w = load_identity_cnn().predict(torch.as_tensor(np.stack(crops))).mean(0)
+        return w.to(self.device)[None]
 
     def _posed_start(self, view: PreparedView, frame: Frame, world: bool) -> np.ndarray:
         """Template at the PnP head pose of view 0, in the normalised frame (single view: placed

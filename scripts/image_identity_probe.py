@@ -18,7 +18,7 @@ weights; the scan: the shape-space oracle fit to its surface at 10 mm noise, ``s
 in the same similarity-free vertex metric as the loss: +1 means the right direction.
 
     python scripts/image_identity_probe.py [--epochs 30] [--out runs/image_identity] \\
-        [--json docs/results/image_identity/probe.json]
+        [--json docs/results/image_identity/probe.json] [--train train ...] [--sets val eval ...]
 
 Needs data/train, data/val, data/eval with their ``landmarks_detected.npz`` caches
 (``python -m glvd_core detect-landmarks --data DIR``) and data/eval_scan. About 27 minutes of
@@ -33,8 +33,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,23 +40,9 @@ sys.path.insert(0, str(ROOT))
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
+from glvd_core.model.identity_cnn import CROP_PX, IdentityCNN, face_crop  # noqa: E402
 
-CROP_PX = 112
 ORACLE_NOISE_M = 0.010  # the scan's "true direction": the shape-space oracle at 10 mm (scan_ceiling.py)
-
-
-def crop(img: np.ndarray, p478: np.ndarray) -> np.ndarray:
-    """(3, CROP_PX, CROP_PX) uint8: the face box of the 478 points (x 1.25), eyes levelled."""
-    p = p478[:, :2]
-    le, re = p[33], p[263]  # outer eye corners, image left and right
-    ang = np.degrees(np.arctan2(re[1] - le[1], re[0] - le[0]))
-    c = (p.min(0) + p.max(0)) / 2
-    s = CROP_PX / (1.25 * max(np.ptp(p[:, 0]), np.ptp(p[:, 1])))
-    M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), float(ang), s)
-    M[:, 2] += CROP_PX / 2 - c
-    out = cv2.warpAffine(img, M, (CROP_PX, CROP_PX), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    return out.transpose(2, 0, 1)
 
 
 def load_crops(root: Path, views=None):
@@ -87,7 +71,7 @@ def load_crops(root: Path, views=None):
                     l478 = MediaPipeFaces.detect(img, segment=False).landmarks478
                 except InputError:
                     continue
-            X.append(crop(img, l478))
+            X.append(face_crop(img, l478))
             W.append(w)
             idx.append((int(sd.name[6:]), v, l478))
     Wa = None if W[0] is None else torch.tensor(np.array(W, np.float32))
@@ -129,40 +113,6 @@ def _mean_or_none(x):
     return float(np.mean(x)) if x else None
 
 
-def block(i, o):
-    return nn.Sequential(nn.Conv2d(i, o, 3, 2, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
-                         nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
-
-
-class IdentityCNN(nn.Module):
-    def __init__(self, width: int = 32, modes: int = 100):
-        super().__init__()
-        w = width
-        self.f = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 8 * w), block(8 * w, 8 * w))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(8 * w * 16, modes))
-
-    def forward(self, x_uint8, augment: bool = False):
-        x = x_uint8.float() / 255
-        if augment:
-            b = x.shape[0]
-            ang, sc = (torch.rand(b) - 0.5) * 0.2, 1 + (torch.rand(b) - 0.5) * 0.1
-            th = torch.zeros(b, 2, 3)
-            th[:, 0, 0], th[:, 0, 1] = sc * torch.cos(ang), -sc * torch.sin(ang)
-            th[:, 1, 0], th[:, 1, 1] = sc * torch.sin(ang), sc * torch.cos(ang)
-            th[:, :, 2] = (torch.rand(b, 2) - 0.5) * 0.1
-            x = F.grid_sample(x, F.affine_grid(th, x.shape, align_corners=False), padding_mode="border",
-                              align_corners=False)
-            x = x * (0.7 + 0.6 * torch.rand(b, 3, 1, 1)) * (0.8 + 0.4 * torch.rand(b, 1, 1, 1))
-            m = x.mean((1, 2, 3), keepdim=True)
-            x = (x - m) * (0.7 + 0.6 * torch.rand(b, 1, 1, 1)) + m
-        return self.head(F.adaptive_avg_pool2d(self.f((x - 0.5) / 0.25), 4))
-
-    @torch.no_grad()
-    def predict(self, X):
-        self.eval()
-        return torch.cat([self(X[i:i + 64]) for i in range(0, len(X), 64)])
-
-
 def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print):
     steps = epochs * (len(X) // bs)
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
@@ -199,10 +149,18 @@ def landmark_fit_weights(root: Path, idx, tpl, method: str):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT / "data"), help="folder holding train/ val/ eval/ eval_scan/")
+    ap.add_argument("--train", nargs="+", default=["train"],
+                    help="training sets under --data (several are pooled), default: train")
+    ap.add_argument("--sets", nargs="+", default=["val", "eval", "eval_scan"],
+                    help="sets under --data to score (view 0), default: val eval eval_scan")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--out", default=str(ROOT / "runs/image_identity"))
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/identity_cnn.pt")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--ship", default=None, metavar="PATH",
+                    help="also write the weights rounded to fp16 (scored as rounded) with their recipe and "
+                         "scores, as the product loads them (glvd_core/assets/identity_cnn.pt); the recipe "
+                         "names --train and --epochs as given, so give those of the training run")
     a = ap.parse_args(argv)
     torch.manual_seed(0)
     from glvd_core.evaluate import chamfer_mm, chamfer_scan_mm
@@ -214,19 +172,22 @@ def main(argv=None):
     net = IdentityCNN()
     ckpt = out / "identity_cnn.pt"
     if a.skip_train:
-        net.load_state_dict(torch.load(ckpt))
+        net.load_state_dict(torch.load(ckpt, weights_only=True))
     else:
-        X, W, _ = load_crops(data / "train")
+        parts = [load_crops(data / t) for t in a.train]
+        X, W = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         Xv, Wv, _ = load_crops(data / "val")
         print(f"{len(X)} training crops, {len(Xv)} validation crops; shape RMS of w = 0: "
               f"train {rms(-W).mean():.3f}, val {rms(-Wv).mean():.3f} mm")
         train(net, X, W, Xv, Wv, rms, a.epochs)
         torch.save(net.state_dict(), ckpt)
+    if a.ship:  # score exactly what ships
+        net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
 
     B = identity_modes(tpl)
     mean = tpl.vertices_m.astype(np.float64)
-    result = dict(epochs=a.epochs, crop_px=CROP_PX, parameters=sum(p.numel() for p in net.parameters()), sets={})
-    for name in ("val", "eval", "eval_scan"):
+    result = dict(epochs=a.epochs, train_sets=a.train, crop_px=CROP_PX, parameters=sum(p.numel() for p in net.parameters()), sets={})
+    for name in a.sets:
         root = data / name
         Xs, _, idx = load_crops(root, views=(0,))
         w = {"mean face": np.zeros((len(Xs), 100)), "cnn": net.predict(Xs).numpy()}
@@ -261,6 +222,23 @@ def main(argv=None):
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
+    if a.ship:
+        from glvd_core.io import atomic_write_bytes
+
+        recipe = dict(script="scripts/image_identity_probe.py", epochs=a.epochs, crop_px=CROP_PX,
+                      train_sets={t: {k: v for k, v in json.loads((data / t / "dataset.json").read_text()).items()
+                                      if k in ("scenes", "views", "seed", "size")}
+                                  | {k: v for k, v in json.loads((data / t / "dataset.json").read_text())["generator"]
+                                     ["config"].items() if k in ("p_plain", "p_closed_eyes")}
+                                  for t in a.train},
+                      template_sha256=tpl.sha256)
+        import io
+
+        buf = io.BytesIO()
+        torch.save(dict(model={k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
+                        arch=dict(width=32, modes=100), recipe=recipe, scores=result["sets"]), buf)
+        atomic_write_bytes(a.ship, buf.getvalue())
+        print(f"wrote {a.ship} ({len(buf.getvalue()) / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

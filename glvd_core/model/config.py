@@ -45,7 +45,10 @@ class GLVDConfig:
                                      # "landmarks" (as "keypoints", but the template is first shaped by
                                      # the MAP fit of the identity modes to the detected 2D landmarks,
                                      # made once before the descent; see prior_landmark_noise_px; an
-                                     # inference-time choice for a model trained with "keypoints")
+                                     # inference-time choice for a model trained with "keypoints") or
+                                     # "image" (as "landmarks", but the identity weights are read from
+                                     # the face crop by a small CNN, model/identity_cnn.py; also
+                                     # inference-time only)
     prior_noise_m: float = 0.008     # "identity" prior: assumed keypoint error (metres) of the ridge fit,
                                      # identity weights ~ N(0, 1); larger = closer to the mean face
                                      # (chosen on a validation set, see docs/RESULTS.md)

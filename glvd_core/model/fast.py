@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .glvd import GLVD
+from .glvd import GLVD, SHAPE_INPUT_PRIORS
 
 
 class StaticDescent:
@@ -26,7 +26,7 @@ class StaticDescent:
 
     Call with images (B, V, 3, S, S) in [0, 1], masks (B, V, 1, S, S), heatmaps (B, V, L, h, h),
     A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3), the keypoint start (B, K, 3) and, for the
-    ``"landmarks"`` prior, its identity weights ``shape_w`` (B, M) (None: the mean shape); returns the final
+    ``"landmarks"`` / ``"image"`` prior, its identity weights ``shape_w`` (B, M) (None: the mean shape); returns the final
     vertices (B, N, 3) and keypoints (B, K, 3) in the normalised frame — with ``graph`` these are
     the graph's own output buffers, overwritten by the next call (clone them to keep them).
     """
@@ -44,7 +44,7 @@ class StaticDescent:
         z = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
         self.inputs = dict(images=z(B, V, 3, S, S), masks=z(B, V, 1, S, S), heatmaps=z(B, V, cfg.heatmap_channels, h, h),
                            A=z(B, V, 3, 3), b=z(B, V, 3), K=z(B, V, 3, 3), keypoints=z(B, cfg.num_keypoints, 3))
-        if cfg.vertex_prior == "landmarks":
+        if cfg.vertex_prior in SHAPE_INPUT_PRIORS:
             self.inputs["shape_w"] = z(B, model.id_modes.shape[0])
         model.freeze_last(True)
         self.graph = None

@@ -20,7 +20,8 @@ from .frame import R_ICT_TO_CAM, project_grid
 from .networks import GLVDNet, sample_maps
 
 
-VERTEX_PRIORS = ("none", "keypoints", "identity", "landmarks")
+VERTEX_PRIORS = ("none", "keypoints", "identity", "landmarks", "image")
+SHAPE_INPUT_PRIORS = ("landmarks", "image")  # priors whose identity weights come from outside the descent
 
 
 @dataclass
@@ -29,8 +30,9 @@ class Features:
     fk: torch.Tensor    # f_s map (B*V, fs_out, h, w)
     B: int
     V: int
-    shape_w: torch.Tensor | None = None  # (B, M) identity weights of the "landmarks" prior, fitted
-                                         # to the 2D landmarks before the descent (None: the mean shape)
+    shape_w: torch.Tensor | None = None  # (B, M) identity weights of the "landmarks" / "image" prior,
+                                         # fitted to the 2D landmarks or read from the face crop before
+                                         # the descent (None: the mean shape)
 
 
 def landmark_heatmaps(points_px: torch.Tensor, valid: torch.Tensor, size: int, feat: int, sigma: float) -> torch.Tensor:
@@ -53,7 +55,7 @@ class GLVD(nn.Module):
         self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
         if cfg.vertex_prior not in VERTEX_PRIORS:
             raise ValueError(f"vertex_prior must be one of {', '.join(VERTEX_PRIORS)}, not {cfg.vertex_prior!r}")
-        if cfg.vertex_prior in ("identity", "landmarks"):
+        if cfg.vertex_prior in ("identity",) + SHAPE_INPUT_PRIORS:
             self._init_identity_prior(template, kp)
         self.template_sha256 = template.sha256
 
@@ -118,7 +120,8 @@ class GLVD(nn.Module):
         """(B, K, 3) keypoints -> (B, N, 3) the template moved by the similarity that best takes
         its keypoints onto ``keypoints`` (least squares, Umeyama); None without a prior. The
         template is first shaped by identity weights: ``"identity"``, fitted to the keypoints
-        (:meth:`identity_fit`); ``"landmarks"``, ``shape_w`` (B, M), fitted to the 2D landmarks
+        (:meth:`identity_fit`); ``"landmarks"`` / ``"image"``, ``shape_w`` (B, M), fitted to the 2D landmarks
+        or predicted from the face crop
         before the descent (:meth:`glvd_core.Reconstructor.reconstruct`; None: the mean shape)."""
         if self.cfg.vertex_prior == "none":
             return None

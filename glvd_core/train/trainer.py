@@ -84,9 +84,9 @@ class TrainOptions:
 class Trainer:
     def __init__(self, cfg: GLVDConfig, data, out: str | Path, opts: TrainOptions | None = None,
                  template: Template | None = None, resume: bool = False):
-        if cfg.vertex_prior == "landmarks":
-            raise ValueError("vertex_prior=landmarks is an inference-time choice (the shape is fitted to each "
-                             "photo's landmarks): train with vertex_prior=keypoints and set landmarks when shipping")
+        if cfg.vertex_prior in ("landmarks", "image"):
+            raise ValueError(f"vertex_prior={cfg.vertex_prior} is an inference-time choice (the shape comes from "
+                             f"each photo): train with vertex_prior=keypoints and set {cfg.vertex_prior} when shipping")
         self.cfg, self.opts = cfg, opts or TrainOptions()
         self.out = Path(out)
         self.tpl = template or load_template()

@@ -1,0 +1,117 @@
+"""Identity from the face crop: a small CNN that reads a 112 px face crop and predicts the 100 ICT
+identity weights (weights ~ N(0, 1), the template's ``identity_modes``).
+
+It feeds the ``vertex_prior="image"`` option of :class:`glvd_core.Reconstructor` (the template is
+shaped by these weights before the keypoints pose it). Trained by
+``scripts/image_identity_probe.py`` on synthetic renders only, with a loss on the narrow-face
+shape the weights make (each mode's similarity part projected out); measured in
+docs/RESULTS.md ("Appearance carries identity").
+
+The crop: the box of MediaPipe's 478 points (in image axes), enlarged 1.25 times, rotated about
+its centre so the outer eye corners are level, resized to ``CROP_PX`` (borders replicate the
+image edge). The box is taken before levelling, so a rolled head gets a slightly larger, shifted
+box; the weights were trained with exactly this crop, so it stays until they are retrained.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CROP_PX = 112
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "identity_cnn.pt"
+
+
+def face_crop_matrix(landmarks478: np.ndarray) -> np.ndarray:
+    """(478, >=2) MediaPipe points (pixels) -> (2, 3) affine map from image pixels to crop pixels."""
+    p = np.asarray(landmarks478, np.float64)
+    if p.ndim != 2 or p.shape[0] != 478 or p.shape[1] < 2 or not np.isfinite(p[:, :2]).all():
+        raise ValueError(f"the face crop needs (478, 2+) finite landmarks, got shape {p.shape}")
+    p = p[:, :2]
+    le, re = p[33], p[263]  # outer eye corners, image left and right
+    ang = np.degrees(np.arctan2(re[1] - le[1], re[0] - le[0]))
+    c = (p.min(0) + p.max(0)) / 2
+    s = CROP_PX / (1.25 * max(np.ptp(p[:, 0]), np.ptp(p[:, 1]), 1e-6))
+    M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), float(ang), s)
+    M[:, 2] += CROP_PX / 2 - c
+    return M
+
+
+def face_crop(image: np.ndarray, landmarks478: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image and its (478, >=2) MediaPipe points (pixels) -> (3, CROP_PX,
+    CROP_PX) uint8: the points' box x 1.25, eyes levelled (:func:`face_crop_matrix`)."""
+    M = face_crop_matrix(landmarks478)
+    s = float(np.hypot(*M[0, :2]))
+    out = cv2.warpAffine(np.ascontiguousarray(image), M, (CROP_PX, CROP_PX),
+                         flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.transpose(2, 0, 1)
+
+
+def _block(i: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(i, o, 3, 2, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
+                         nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+
+class IdentityCNN(nn.Module):
+    """(B, 3, CROP_PX, CROP_PX) uint8 crops -> (B, modes) identity weights. Five strided conv
+    blocks (width 32 -> 256), a 4 x 4 average pool and one linear layer (2.76 M parameters)."""
+
+    def __init__(self, width: int = 32, modes: int = 100):
+        super().__init__()
+        w = width
+        self.f = nn.Sequential(_block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w),
+                               _block(8 * w, 8 * w))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(8 * w * 16, modes))
+
+    def forward(self, x_uint8: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        x = x_uint8.float() / 255
+        if augment:  # training only: small affine jitter, colour gains, contrast
+            b = x.shape[0]
+            ang, sc = (torch.rand(b) - 0.5) * 0.2, 1 + (torch.rand(b) - 0.5) * 0.1
+            th = torch.zeros(b, 2, 3)
+            th[:, 0, 0], th[:, 0, 1] = sc * torch.cos(ang), -sc * torch.sin(ang)
+            th[:, 1, 0], th[:, 1, 1] = sc * torch.sin(ang), sc * torch.cos(ang)
+            th[:, :, 2] = (torch.rand(b, 2) - 0.5) * 0.1
+            x = F.grid_sample(x, F.affine_grid(th, x.shape, align_corners=False), padding_mode="border",
+                              align_corners=False)
+            x = x * (0.7 + 0.6 * torch.rand(b, 3, 1, 1)) * (0.8 + 0.4 * torch.rand(b, 1, 1, 1))
+            m = x.mean((1, 2, 3), keepdim=True)
+            x = (x - m) * (0.7 + 0.6 * torch.rand(b, 1, 1, 1)) + m
+        return self.head(F.adaptive_avg_pool2d(self.f((x - 0.5) / 0.25), 4))
+
+    @torch.no_grad()
+    def predict(self, crops: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """Eval-mode prediction in batches: (B, 3, S, S) uint8 -> (B, modes) float32."""
+        self.eval()
+        dev = next(self.parameters()).device
+        return torch.cat([self(crops[i:i + batch].to(dev)).float().cpu() for i in range(0, len(crops), batch)])
+
+
+@lru_cache(maxsize=2)
+def load_identity_cnn(path: str | None = None) -> IdentityCNN:
+    """The CNN with its weights (default: the bundled ``assets/identity_cnn.pt``), float32, eval
+    mode, on the CPU (it reads one crop per photo: milliseconds). Raises FileNotFoundError with
+    the command that makes the weights when they are missing."""
+    p = Path(path) if path else DEFAULT_WEIGHTS
+    if not p.is_file():
+        raise FileNotFoundError(f"no identity CNN weights at {p}; train them with "
+                                "scripts/image_identity_probe.py (docs/RESULTS.md)")
+    ck = torch.load(p, map_location="cpu", weights_only=True)
+    if "model" not in ck:  # a bare state dict (a training run's checkpoint)
+        ck = dict(model=ck)
+    made_for = ck.get("recipe", {}).get("template_sha256")
+    if made_for is not None:
+        from ..template import load_template
+
+        if made_for != load_template().sha256:
+            raise ValueError(f"{p}: made for another template (sha256 {made_for[:12]}…); retrain it")
+    state = ck["model"]
+    net = IdentityCNN(**ck.get("arch", {}))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return net.eval()

@@ -1,0 +1,111 @@
+"""The "image" shape prior: identity read from the face crop (glvd_core/model/identity_cnn.py)."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from glvd_core.io import InputError
+from glvd_core.model.identity_cnn import CROP_PX, face_crop, face_crop_matrix
+from glvd_core.preprocess import MediaPipeFaces
+from glvd_core.reconstruct import Reconstructor
+
+
+@pytest.fixture(scope="module")
+def astronaut_face():
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut())
+    return img, MediaPipeFaces.detect(img, where="astronaut", segment=False)
+
+
+def _moved(img, det, angle_deg, scale, shift):
+    H, W = img.shape[:2]
+    M = cv2.getRotationMatrix2D((W / 2 + 20, H / 2 - 10), angle_deg, scale)
+    M[:, 2] += shift
+    p = det.landmarks478.copy()
+    p[:, :2] = p[:, :2] @ M[:, :2].T + M[:, 2]
+    return cv2.warpAffine(img, M, (W + 100, H + 100), flags=cv2.INTER_LINEAR), p
+
+
+def test_face_crop_follows_the_face_and_levels_the_eyes(astronaut_face):
+    """Scaling and shifting the photo (its points with it) gives the same crop; a rolled photo's
+    crop has the outer eye corners level and the face centred."""
+    img, det = astronaut_face
+    ref = face_crop(img, det.landmarks478)
+    assert ref.shape == (3, CROP_PX, CROP_PX) and ref.dtype == np.uint8
+    moved = face_crop(*_moved(img, det, 0.0, 1.3, (15, -8)))
+    inner = (slice(None), slice(8, -8), slice(8, -8))  # borders replicate different edges
+    assert np.abs(moved[inner].astype(float) - ref[inner]).mean() < 3.0
+    for angle in (-25.0, 10.0, 25.0):
+        _, p = _moved(img, det, angle, 1.0, (0, 0))
+        M = face_crop_matrix(p)
+        eyes = p[[33, 263], :2] @ M[:, :2].T + M[:, 2]
+        assert abs(eyes[0, 1] - eyes[1, 1]) < 1e-6 and eyes[0, 0] < eyes[1, 0]
+        nose = p[1, :2] @ M[:, :2].T + M[:, 2]
+        assert np.all(np.abs(nose - CROP_PX / 2) < CROP_PX / 4)
+    with pytest.raises(ValueError, match="478"):
+        face_crop(img, det.landmarks478[:68])
+
+
+def test_478_points_give_the_same_reconstruction_as_their_68(astronaut_face):
+    """MediaPipe's 478 points are accepted as landmarks: mapped to the same 68 as detection does."""
+    img, det = astronaut_face
+    rec = Reconstructor.untrained("tiny", device="cpu")
+    a = rec.reconstruct([img], landmarks=[det.landmarks68], iterations=2)
+    b = rec.reconstruct([img], landmarks=[det.landmarks478], iterations=2)
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+
+
+@pytest.mark.parametrize("bad, message", [(np.zeros((478, 2)), "478, 3"), (np.zeros((67, 2)), "68, 2"),
+                                          (np.full((68, 2), np.nan), "NaN")])
+def test_malformed_landmarks_are_a_clear_error(astronaut_face, bad, message):
+    img, _ = astronaut_face
+    rec = Reconstructor.untrained("tiny", device="cpu")
+    with pytest.raises(InputError, match=message):
+        rec.reconstruct([img], landmarks=[bad], iterations=1, names=["astronaut.png"])
+
+
+def test_bundled_identity_cnn_reads_identity_from_renders(ict, template):
+    """On renders no training set used (seed 31337), the bundled CNN's identity shape is closer to
+    the true one than the mean face is, on average (aligned Chamfer of the identity shapes)."""
+    from glvd_core.data.synth import SceneConfig, render_model, render_view, sample_lighting, sample_scene
+    from glvd_core.evaluate import chamfer_mm
+    from glvd_core.expression.shape_space import identity_modes
+    from glvd_core.model.identity_cnn import load_identity_cnn
+
+    B, mean, rm = identity_modes(template), template.vertices_m.astype(np.float64), render_model(ict)
+    crops, truth = [], []
+    for i in range(16):
+        rng = np.random.default_rng([31337, i])
+        sc = sample_scene(ict, rng, 1, SceneConfig(yaw_deg=30, pitch_deg=15))
+        rgb, _ = render_view(ict, rm, sc.vertices_ict_m, sc.cameras[0], sc.appearance, sample_lighting(rng), rng)
+        try:
+            det = MediaPipeFaces.detect(rgb, segment=False)
+        except InputError:
+            continue
+        crops.append(face_crop(rgb, det.landmarks478))
+        truth.append(sc.identity)
+    assert len(crops) >= 12
+    w = load_identity_cnn().predict(torch.as_tensor(np.stack(crops))).numpy()
+    err = {k: np.mean([chamfer_mm(mean + np.tensordot(t, B, axes=1), mean + np.tensordot(p, B, axes=1), template,
+                                  align=True, n_points=4000)[0] for t, p in zip(truth, ws)])
+           for k, ws in (("cnn", w), ("mean face", np.zeros_like(w)))}
+    assert err["cnn"] < err["mean face"], err  # measured: 1.575 against 1.627 mm
+
+
+def test_image_prior_shapes_the_template_from_the_crop(astronaut_face):
+    """vertex_prior=image: the bundled model's template is shaped by the CNN's identity; without
+    MediaPipe's 478 points there is no crop, so it keeps the mean shape and says so."""
+    img, det = astronaut_face
+    image = Reconstructor.from_pretrained(device="cpu", overrides={"vertex_prior": "image"})
+    keypoints = Reconstructor.from_pretrained(device="cpu", overrides={"vertex_prior": "keypoints"})
+    views, _, notes = image.prepare([img], landmarks=[det.landmarks478])
+    assert views[0].face_crop is not None and not notes
+    with_crop = image.reconstruct([img], landmarks=[det.landmarks478], prepared=(views, _, notes))
+    assert not any("image shape prior" in n for n in with_crop.info["notes"])
+    no_crop = image.reconstruct([img], landmarks=[det.landmarks68])
+    assert any("keeps the template's mean shape" in n for n in no_crop.info["notes"])
+    # with no identity the prior is the keypoint-posed mean template: the "keypoints" prior
+    ref = keypoints.reconstruct([img], landmarks=[det.landmarks68])
+    np.testing.assert_allclose(no_crop.vertices, ref.vertices, atol=1e-6)
+    assert np.abs(with_crop.final_vertices - no_crop.final_vertices).max() > 5e-4  # the shape moved (> 0.5 mm)
