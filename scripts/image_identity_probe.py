@@ -182,7 +182,8 @@ def main(argv=None):
         train(net, X, W, Xv, Wv, rms, a.epochs)
         torch.save(net.state_dict(), ckpt)
     if a.ship:  # score exactly what ships
-        net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+        fp16 = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+        net.load_state_dict(fp16)  # copied back into the float32 parameters: rounded values
 
     B = identity_modes(tpl)
     mean = tpl.vertices_m.astype(np.float64)
@@ -223,22 +224,19 @@ def main(argv=None):
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
     if a.ship:
-        from glvd_core.io import atomic_write_bytes
+        from glvd_core.train.trainer import atomic_save
 
         recipe = dict(script="scripts/image_identity_probe.py", epochs=a.epochs, crop_px=CROP_PX,
-                      train_sets={t: {k: v for k, v in json.loads((data / t / "dataset.json").read_text()).items()
-                                      if k in ("scenes", "views", "seed", "size")}
-                                  | {k: v for k, v in json.loads((data / t / "dataset.json").read_text())["generator"]
-                                     ["config"].items() if k in ("p_plain", "p_closed_eyes")}
-                                  for t in a.train},
-                      template_sha256=tpl.sha256)
-        import io
+                      train_sets={t: _data_recipe(data / t) for t in a.train}, template_sha256=tpl.sha256)
+        atomic_save(dict(model=fp16, arch=dict(width=32, modes=100), recipe=recipe, scores=result["sets"]), a.ship)
+        print(f"wrote {a.ship} ({Path(a.ship).stat().st_size / 1e6:.1f} MB)")
 
-        buf = io.BytesIO()
-        torch.save(dict(model={k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-                        arch=dict(width=32, modes=100), recipe=recipe, scores=result["sets"]), buf)
-        atomic_write_bytes(a.ship, buf.getvalue())
-        print(f"wrote {a.ship} ({len(buf.getvalue()) / 1e6:.1f} MB)")
+
+def _data_recipe(root: Path) -> dict:
+    """What made a training set: its scene count, views, seed, size and plain-render fractions."""
+    meta = json.loads((root / "dataset.json").read_text())
+    cfg = meta["generator"]["config"]
+    return {k: meta[k] for k in ("scenes", "views", "seed", "size")} | {k: cfg.get(k, 0.0) for k in ("p_plain", "p_closed_eyes")}
 
 
 if __name__ == "__main__":

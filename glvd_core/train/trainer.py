@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..model.config import GLVDConfig
-from ..model.glvd import GLVD, landmark_heatmaps
+from ..model.glvd import GLVD, SHAPE_INPUT_PRIORS, landmark_heatmaps
 from ..template import Template, load_template
 from .batch import Batch, SceneBank
 
@@ -84,7 +84,7 @@ class TrainOptions:
 class Trainer:
     def __init__(self, cfg: GLVDConfig, data, out: str | Path, opts: TrainOptions | None = None,
                  template: Template | None = None, resume: bool = False):
-        if cfg.vertex_prior in ("landmarks", "image"):
+        if cfg.vertex_prior in SHAPE_INPUT_PRIORS:
             raise ValueError(f"vertex_prior={cfg.vertex_prior} is an inference-time choice (the shape comes from "
                              f"each photo): train with vertex_prior=keypoints and set {cfg.vertex_prior} when shipping")
         self.cfg, self.opts = cfg, opts or TrainOptions()
