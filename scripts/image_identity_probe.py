@@ -81,7 +81,7 @@ def load_crops(root: Path, views=None):
 def shape_metric(tpl):
     """rms(dw) (B,) mm: per-vertex RMS over the narrow face of the identity-weight error ``dw``
     (B, 100), each mode's similarity part (translation, rotation, scale about the mean face)
-    projected out."""
+    projected out; computed on ``dw``'s device."""
     nf = tpl.narrow_face_mask
     Bn = torch.tensor(identity_modes(tpl)[:, nf].reshape(100, -1) * 1000, dtype=torch.float64)
     X0 = torch.tensor(tpl.vertices_m[nf] * 1000, dtype=torch.float64)
@@ -94,7 +94,7 @@ def shape_metric(tpl):
     Q, _ = torch.linalg.qr(torch.stack(cols, 1))
     Bp = Bn - (Bn @ Q) @ Q.T
     G = (Bp @ Bp.T / nf.sum()).float()
-    return lambda dw: torch.sqrt(torch.einsum("bi,ij,bj->b", dw, G, dw).clamp_min(0))
+    return lambda dw: torch.sqrt(torch.einsum("bi,ij,bj->b", dw, G.to(dw.device), dw).clamp_min(0))
 
 
 def shape_cosine(rms, a, b) -> float:
@@ -156,6 +156,9 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--out", default=str(ROOT / "runs/image_identity"))
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/identity_cnn.pt")
+    ap.add_argument("--weights", default=None, metavar="PATH",
+                    help="score these weights instead of training (any identity CNN file, e.g. one made by "
+                         "scripts/train_identity_cnn.py, or the bundled glvd_core/assets/identity_cnn.pt)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--ship", default=None, metavar="PATH",
                     help="also write the weights rounded to fp16 (scored as rounded) with their recipe and "
@@ -171,7 +174,13 @@ def main(argv=None):
     rms = shape_metric(tpl)
     net = IdentityCNN()
     ckpt = out / "identity_cnn.pt"
-    if a.skip_train:
+    if a.weights:
+        from glvd_core.model.identity_cnn import load_identity_cnn
+
+        if a.ship:
+            raise SystemExit("--ship re-packages a training run of this script; --weights files are already packaged")
+        net = load_identity_cnn(a.weights)
+    elif a.skip_train:
         net.load_state_dict(torch.load(ckpt, weights_only=True))
     else:
         parts = [load_crops(data / t) for t in a.train]
@@ -187,7 +196,8 @@ def main(argv=None):
 
     B = identity_modes(tpl)
     mean = tpl.vertices_m.astype(np.float64)
-    result = dict(epochs=a.epochs, train_sets=a.train, crop_px=CROP_PX, parameters=sum(p.numel() for p in net.parameters()), sets={})
+    made = dict(weights=a.weights) if a.weights else dict(epochs=a.epochs, train_sets=a.train)
+    result = made | dict(crop_px=CROP_PX, parameters=sum(p.numel() for p in net.parameters()), sets={})
     for name in a.sets:
         root = data / name
         Xs, _, idx = load_crops(root, views=(0,))

@@ -46,7 +46,12 @@ def face_crop_matrix(landmarks478: np.ndarray) -> np.ndarray:
 def face_crop(image: np.ndarray, landmarks478: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB image and its (478, >=2) MediaPipe points (pixels) -> (3, CROP_PX,
     CROP_PX) uint8: the points' box x 1.25, eyes levelled (:func:`face_crop_matrix`)."""
-    M = face_crop_matrix(landmarks478)
+    return warp_crop(image, face_crop_matrix(landmarks478))
+
+
+def warp_crop(image: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 image and a (2, 3) image-to-crop affine map -> (3, CROP_PX, CROP_PX) uint8
+    (area filter when shrinking, bilinear when enlarging; borders replicate the image edge)."""
     s = float(np.hypot(*M[0, :2]))
     out = cv2.warpAffine(np.ascontiguousarray(image), M, (CROP_PX, CROP_PX),
                          flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -60,7 +65,8 @@ def _block(i: int, o: int) -> nn.Sequential:
 
 class IdentityCNN(nn.Module):
     """(B, 3, CROP_PX, CROP_PX) uint8 crops -> (B, modes) identity weights. Five strided conv
-    blocks (width 32 -> 256), a 4 x 4 average pool and one linear layer (2.76 M parameters)."""
+    blocks (width w -> 8w), a 4 x 4 average pool and one linear layer (2.76 M parameters at w = 32,
+    the bundled weights; 5.9 M at 48)."""
 
     def __init__(self, width: int = 32, modes: int = 100):
         super().__init__()
@@ -73,16 +79,20 @@ class IdentityCNN(nn.Module):
         x = x_uint8.float() / 255
         if augment:  # training only: small affine jitter, colour gains, contrast
             b = x.shape[0]
-            ang, sc = (torch.rand(b) - 0.5) * 0.2, 1 + (torch.rand(b) - 0.5) * 0.1
-            th = torch.zeros(b, 2, 3)
+
+            def rand(*shape):  # drawn on the CPU (same numbers on any device), used on x's
+                return torch.rand(*shape).to(x.device)
+
+            ang, sc = (rand(b) - 0.5) * 0.2, 1 + (rand(b) - 0.5) * 0.1
+            th = torch.zeros(b, 2, 3, device=x.device)
             th[:, 0, 0], th[:, 0, 1] = sc * torch.cos(ang), -sc * torch.sin(ang)
             th[:, 1, 0], th[:, 1, 1] = sc * torch.sin(ang), sc * torch.cos(ang)
-            th[:, :, 2] = (torch.rand(b, 2) - 0.5) * 0.1
+            th[:, :, 2] = (rand(b, 2) - 0.5) * 0.1
             x = F.grid_sample(x, F.affine_grid(th, x.shape, align_corners=False), padding_mode="border",
                               align_corners=False)
-            x = x * (0.7 + 0.6 * torch.rand(b, 3, 1, 1)) * (0.8 + 0.4 * torch.rand(b, 1, 1, 1))
+            x = x * (0.7 + 0.6 * rand(b, 3, 1, 1)) * (0.8 + 0.4 * rand(b, 1, 1, 1))
             m = x.mean((1, 2, 3), keepdim=True)
-            x = (x - m) * (0.7 + 0.6 * torch.rand(b, 1, 1, 1)) + m
+            x = (x - m) * (0.7 + 0.6 * rand(b, 1, 1, 1)) + m
         return self.head(F.adaptive_avg_pool2d(self.f((x - 0.5) / 0.25), 4))
 
     @torch.no_grad()
