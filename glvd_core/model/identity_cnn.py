@@ -5,7 +5,9 @@ It feeds the ``vertex_prior="image"`` option of :class:`glvd_core.Reconstructor`
 shaped by these weights before the keypoints pose it). Trained by
 ``scripts/image_identity_probe.py`` on synthetic renders only, with a loss on the narrow-face
 shape the weights make (each mode's similarity part projected out); measured in
-docs/RESULTS.md ("Appearance carries identity").
+docs/RESULTS.md ("Appearance carries identity"). ``scripts/train_identity_cnn.py`` trains it on a GPU
+from scenes rendered while it trains (better on ICT heads, worse on the real scan: not shipped;
+RESULTS.md, "A GPU-trained identity CNN").
 
 The crop: the box of MediaPipe's 478 points (in image axes), enlarged 1.25 times, rotated about
 its centre so the outer eye corners are level, resized to ``CROP_PX`` (borders replicate the
