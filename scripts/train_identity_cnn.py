@@ -108,9 +108,7 @@ def prepare(a):
 
     X, W = [], []
     for _, d, sd, v in _views(data / "val"):
-        img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1]
-        with np.load(sd / "landmarks_detected.npz") as z:
-            X.append(face_crop(img, z["landmarks478"][v]))
+        X.append(face_crop(cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1], d))  # d: the detected points
         W.append(np.load(sd / "gt.npz")["identity"])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(a.out, mp_vertex=mp_vertex, val_crops=np.array(X, np.uint8),
@@ -157,6 +155,7 @@ def train(a):
     from image_identity_probe import shape_metric
 
     from glvd_core.ict import find_ict_path
+    from glvd_core.train.trainer import atomic_save
 
     if a.seed in EVAL_SEEDS:
         raise SystemExit(f"seed {a.seed} makes evaluation scenes; pick another")
@@ -259,8 +258,8 @@ def train(a):
     recipe = dict(script="scripts/train_identity_cnn.py", seed=a.seed, scenes_rendered=n, views=a.views, size=a.size,
                   crops_per_view=a.crops, p_plain=a.p_plain, p_closed_eyes=a.closed_eyes, steps=step, batch=a.batch,
                   lr=a.lr, minutes=a.minutes, init=a.init, template_sha256=tpl.sha256, device=log["device"])
-    torch.save(dict(model=fp16, arch=dict(width=a.width, modes=100), recipe=recipe, scores=dict(val_shape_rms_mm=v)),
-               out / "identity_cnn.pt")
+    atomic_save(dict(model=fp16, arch=dict(width=a.width, modes=100), recipe=recipe, scores=dict(val_shape_rms_mm=v)),
+                out / "identity_cnn.pt")
     (out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"done: {step} steps on {n} scenes ({n_plain} plain) in {time.time() - t0:.0f} s; val {v:.3f} mm "
           f"(mean face {log['val_mean_face']:.3f}); wrote {out / 'identity_cnn.pt'}", flush=True)
