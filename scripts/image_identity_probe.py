@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import CROP_PX, IdentityCNN, face_crop  # noqa: E402
+from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, round_to_fp16,  # noqa: E402
+                                         save_identity_cnn)
 
 ORACLE_NOISE_M = 0.010  # the scan's "true direction": the shape-space oracle at 10 mm (scan_ceiling.py)
 
@@ -191,8 +192,7 @@ def main(argv=None):
         train(net, X, W, Xv, Wv, rms, a.epochs)
         torch.save(net.state_dict(), ckpt)
     if a.ship:  # score exactly what ships
-        fp16 = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-        net.load_state_dict(fp16)  # copied back into the float32 parameters: rounded values
+        fp16 = round_to_fp16(net)
 
     B = identity_modes(tpl)
     mean = tpl.vertices_m.astype(np.float64)
@@ -234,11 +234,9 @@ def main(argv=None):
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
     if a.ship:
-        from glvd_core.train.trainer import atomic_save
-
         recipe = dict(script="scripts/image_identity_probe.py", epochs=a.epochs, crop_px=CROP_PX,
                       train_sets={t: _data_recipe(data / t) for t in a.train}, template_sha256=tpl.sha256)
-        atomic_save(dict(model=fp16, arch=dict(width=32, modes=100), recipe=recipe, scores=result["sets"]), a.ship)
+        save_identity_cnn(a.ship, net, fp16, recipe, result["sets"])
         print(f"wrote {a.ship} ({Path(a.ship).stat().st_size / 1e6:.1f} MB)")
 
 

@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from glvd_core import load_template  # noqa: E402
-from glvd_core.model.identity_cnn import CROP_PX, IdentityCNN, face_crop, face_crop_matrix, warp_crop  # noqa: E402
+from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, face_crop_matrix,  # noqa: E402
+                                         round_to_fp16, save_identity_cnn, warp_crop)
 
 EVAL_SEEDS = (7000, 9000)  # val and eval: never trained on
 
@@ -155,7 +156,6 @@ def train(a):
     from image_identity_probe import shape_metric
 
     from glvd_core.ict import find_ict_path
-    from glvd_core.train.trainer import atomic_save
 
     if a.seed in EVAL_SEEDS:
         raise SystemExit(f"seed {a.seed} makes evaluation scenes; pick another")
@@ -248,8 +248,7 @@ def train(a):
     if not state["done"]:
         pool.terminate()
     net = net.float().to(memory_format=torch.contiguous_format)
-    fp16 = {k: v.half().cpu() if v.is_floating_point() else v.cpu() for k, v in net.state_dict().items()}
-    net.load_state_dict(fp16)  # score what ships: fp16-rounded values
+    fp16 = round_to_fp16(net)  # score what ships: fp16-rounded values
     v = rms(net.to("cpu").predict(Xv) - Wv).mean().item()
     with lock:
         n, n_plain = state["scenes"], state["plain"]
@@ -258,8 +257,7 @@ def train(a):
     recipe = dict(script="scripts/train_identity_cnn.py", seed=a.seed, scenes_rendered=n, views=a.views, size=a.size,
                   crops_per_view=a.crops, p_plain=a.p_plain, p_closed_eyes=a.closed_eyes, steps=step, batch=a.batch,
                   lr=a.lr, minutes=a.minutes, init=a.init, template_sha256=tpl.sha256, device=log["device"])
-    atomic_save(dict(model=fp16, arch=dict(width=a.width, modes=100), recipe=recipe, scores=dict(val_shape_rms_mm=v)),
-                out / "identity_cnn.pt")
+    save_identity_cnn(out / "identity_cnn.pt", net, fp16, recipe, dict(val_shape_rms_mm=v))
     (out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"done: {step} steps on {n} scenes ({n_plain} plain) in {time.time() - t0:.0f} s; val {v:.3f} mm "
           f"(mean face {log['val_mean_face']:.3f}); wrote {out / 'identity_cnn.pt'}", flush=True)

@@ -118,3 +118,35 @@ def test_training_crops_are_the_product_crop_of_the_projected_points(tic, ict, t
 def test_training_refuses_evaluation_seeds(tic, tmp_path):
     with pytest.raises(SystemExit, match="evaluation"):
         tic.main(["train", "--seed", "9000", "--prep", str(tmp_path / "none.npz"), "--out", str(tmp_path)])
+
+
+def test_a_saved_package_loads_as_the_network_that_was_scored(template, tmp_path):
+    """What both trainers write (fp16 weights, arch, recipe, scores) is what the product loads:
+    the loaded network predicts exactly what the rounded network predicted."""
+    import torch
+
+    from glvd_core.model.identity_cnn import IdentityCNN, load_identity_cnn, round_to_fp16, save_identity_cnn
+
+    torch.manual_seed(0)
+    net = IdentityCNN(width=8).eval()
+    for m in net.modules():  # non-trivial BatchNorm statistics, so they must travel too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    before = net.f[0][0].weight.detach().clone()
+    fp16 = round_to_fp16(net)
+    assert all(v.dtype == torch.float16 for v in fp16.values() if v.is_floating_point())
+    assert not torch.equal(before, net.f[0][0].weight) and torch.equal(net.f[0][0].weight, fp16["f.0.0.weight"].float())
+    crops = torch.randint(0, 256, (4, 3, 112, 112), dtype=torch.uint8)
+    scored = net.predict(crops)
+    path = tmp_path / "identity_cnn.pt"
+    save_identity_cnn(path, net, fp16, dict(template_sha256=template.sha256, steps=1), dict(val_shape_rms_mm=1.0))
+    loaded = load_identity_cnn(str(path))
+    assert loaded.arch == dict(width=8, modes=100)
+    torch.testing.assert_close(loaded.predict(crops), scored, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="template_sha256"):
+        save_identity_cnn(tmp_path / "x.pt", net, fp16, dict(steps=1), {})
+    other = tmp_path / "other.pt"
+    save_identity_cnn(other, net, fp16, dict(template_sha256="0" * 64), {})
+    with pytest.raises(ValueError, match="another template"):
+        load_identity_cnn(str(other))

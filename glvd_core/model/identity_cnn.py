@@ -72,6 +72,7 @@ class IdentityCNN(nn.Module):
 
     def __init__(self, width: int = 32, modes: int = 100):
         super().__init__()
+        self.arch = dict(width=width, modes=modes)  # what the package records to rebuild it
         w = width
         self.f = nn.Sequential(_block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w),
                                _block(8 * w, 8 * w))
@@ -103,6 +104,26 @@ class IdentityCNN(nn.Module):
         self.eval()
         dev = next(self.parameters()).device
         return torch.cat([self(crops[i:i + batch].to(dev)).float().cpu() for i in range(0, len(crops), batch)])
+
+
+def round_to_fp16(net: IdentityCNN) -> dict:
+    """Round ``net``'s floating-point weights to fp16, in place (its float32 parameters then hold
+    the rounded values, so whatever is scored next is what ships), and return the fp16 state dict
+    (on the CPU) that :func:`save_identity_cnn` writes."""
+    fp16 = {k: v.detach().half().cpu() if v.is_floating_point() else v.detach().cpu() for k, v in net.state_dict().items()}
+    net.load_state_dict(fp16)
+    return fp16
+
+
+def save_identity_cnn(path, net: IdentityCNN, fp16_state: dict, recipe: dict, scores: dict) -> None:
+    """Write the package :func:`load_identity_cnn` reads, atomically: ``model`` (the fp16 state
+    dict from :func:`round_to_fp16`), ``arch`` (the constructor's arguments), ``recipe`` (how it was
+    trained; ``template_sha256`` is checked on load) and ``scores``."""
+    from ..train.trainer import atomic_save
+
+    if "template_sha256" not in recipe:
+        raise ValueError("the recipe must name the template it was trained for (template_sha256)")
+    atomic_save(dict(model=fp16_state, arch=dict(net.arch), recipe=recipe, scores=scores), Path(path))
 
 
 @lru_cache(maxsize=2)
