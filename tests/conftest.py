@@ -32,3 +32,15 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data")
     make_dataset(out, scenes=3, views=2, seed=7, size=128, workers=1, progress=False)
     return out
+
+
+def load_script(name: str):
+    """Import ``scripts/NAME.py`` as a module (scripts are not a package; ``scripts/`` goes on the path
+    so a script's own imports of its neighbours work)."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,24 +1,18 @@
 """The identity CNN's training recipe on rendered-while-training scenes
 (scripts/train_identity_cnn.py): its crops are the product's crop, moved by measured detector
 differences, and ``prepare`` measures those differences."""
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def tic():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("train_identity_cnn", ROOT / "scripts" / "train_identity_cnn.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("train_identity_cnn")
 
 
 def _points(rng):
