@@ -9,7 +9,6 @@ import pytest
 from conftest import load_script
 
 
-
 @pytest.fixture(scope="module")
 def tic():
     return load_script("train_identity_cnn")
