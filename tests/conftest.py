@@ -34,13 +34,17 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
-def load_script(name: str):
-    """Import ``scripts/NAME.py`` as a module (scripts are not a package; ``scripts/`` goes on the path
-    so a script's own imports of its neighbours work)."""
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(NAME)`` imports ``scripts/NAME.py`` as a module (scripts are not a package;
+    ``scripts/`` goes on the path so a script's own imports of its neighbours work)."""
     import importlib.util
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    def load(name: str):
+        sys.path.insert(0, str(ROOT / "scripts"))
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_script
 
 
 @pytest.fixture(scope="module")
-def tic():
+def tic(load_script):
     return load_script("train_identity_cnn")
 
 

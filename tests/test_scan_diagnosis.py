@@ -3,11 +3,10 @@ the pose) alone, so a CNN reading should not move with them."""
 
 import numpy as np
 import pytest
-from conftest import load_script
 
 
 @pytest.fixture(scope="module")
-def diag():
+def diag(load_script):
     return load_script("scan_identity_diagnosis")
 
 
