@@ -79,20 +79,24 @@ def load_crops(root: Path, views=None):
     return torch.tensor(np.array(X, np.uint8)), Wa, idx
 
 
+def similarity_basis(X0c: np.ndarray) -> np.ndarray:
+    """(3n, 7): how the points ``X0c`` (n, 3), centred, move under a small similarity about their
+    centre, one column per parameter: scale, then for each axis a translation and a rotation."""
+    cols = [X0c.reshape(-1)]
+    for a in range(3):
+        e = np.eye(3)[a]
+        cols += [np.broadcast_to(e, X0c.shape).reshape(-1), np.cross(e, X0c).reshape(-1)]
+    return np.stack(cols, 1)
+
+
 def shape_metric(tpl):
     """rms(dw) (B,) mm: per-vertex RMS over the narrow face of the identity-weight error ``dw``
     (B, 100), each mode's similarity part (translation, rotation, scale about the mean face)
     projected out; computed on ``dw``'s device."""
     nf = tpl.narrow_face_mask
     Bn = torch.tensor(identity_modes(tpl)[:, nf].reshape(100, -1) * 1000, dtype=torch.float64)
-    X0 = torch.tensor(tpl.vertices_m[nf] * 1000, dtype=torch.float64)
-    X0 = X0 - X0.mean(0)
-    cols = [X0.reshape(-1)]
-    for a in range(3):
-        e = torch.zeros(3, dtype=torch.float64)
-        e[a] = 1
-        cols += [e.expand(len(X0), 3).reshape(-1), torch.cross(e.expand(len(X0), 3), X0, dim=1).reshape(-1)]
-    Q, _ = torch.linalg.qr(torch.stack(cols, 1))
+    X0 = tpl.vertices_m[nf].astype(np.float64) * 1000
+    Q, _ = torch.linalg.qr(torch.tensor(similarity_basis(X0 - X0.mean(0))))
     Bp = Bn - (Bn @ Q) @ Q.T
     G = (Bp @ Bp.T / nf.sum()).float()
     return lambda dw: torch.sqrt(torch.einsum("bi,ij,bj->b", dw, G.to(dw.device), dw).clamp_min(0))

@@ -38,9 +38,10 @@ from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
 from glvd_core.model.identity_cnn import face_crop, load_identity_cnn  # noqa: E402
-from image_identity_probe import shape_cosine, shape_metric  # noqa: E402
+from image_identity_probe import shape_cosine, shape_metric, similarity_basis  # noqa: E402
+from make_scan_eval import eroded_face_mask, place_scan, render_camera_set  # noqa: E402
 
-SCAN_SEED, SCAN_SETS, VIEWS = 77, 16, 3
+SCAN_SETS, VIEWS = 16, 3
 HEAD_SEED, HEADS = 61000, 80
 
 
@@ -52,66 +53,6 @@ def crop_or_none(rgb):
         return face_crop(rgb, MediaPipeFaces.detect(rgb, segment=False).landmarks478)
     except InputError:
         return None
-
-
-def scan_mesh(scan_path):
-    """The scan in the ICT head frame, exactly as make_scan_eval.py places it (needs bpy)."""
-    import make_scan_eval as mse
-    from glvd_core.cameras import Camera, look_at_rotation
-    from glvd_core.data.synth import render_mesh
-    from glvd_core.evaluate import umeyama
-    from glvd_core.io import InputError
-    from glvd_core.preprocess import MediaPipeFaces
-
-    tpl = load_template()
-    P, F = mse.read_glb(scan_path)
-    P = P - (P.max(0) + P.min(0)) / 2
-    P *= 0.26 / np.ptp(P[:, 1])
-    best = None
-    for yaw in (0, 90, 180, 270):  # as make_scan_eval.main
-        c, s_ = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
-        Q = P @ np.array([[c, 0, s_], [0, 1, 0], [-s_, 0, c]]).T
-        cam = Camera.from_fov(256, 256, 25, R=look_at_rotation(0, 0, 0), t=[0, 0, 0.75])
-        light = dict(direction=np.array([0.2, 0.3, 1.0]) / np.linalg.norm([0.2, 0.3, 1.0]), intensity=np.ones(3) * 0.9,
-                     ambient=np.ones(3) * 0.35, wrap=0.2, fill_dir=np.array([0, 0, -1.0]), fill=0.1)
-        (rgb, _), r = render_mesh(Q, F, np.array([0.82, 0.62, 0.5]), cam, light, np.random.default_rng(0))
-        try:
-            d = MediaPipeFaces.detect(rgb, segment=False)
-        except InputError:
-            continue
-        if best is None or d.size_px > best[0]:
-            best = (d.size_px, Q, cam, r, d)
-    _, Q, cam, r, d = best
-    lm3 = []
-    for x, y in np.round(d.landmarks68).astype(int).clip(0, 255):
-        t = r.tri[y, x]
-        lm3.append(cam.camera_to_world((cam.world_to_camera(Q[F[t]]) * r.bary[y, x][:, None]).sum(0)))
-    tl = tpl.vertices_m.astype(np.float64)[tpl.landmarks68]
-    s, R, t = umeyama(np.array(lm3)[17:], tl[17:])
-    return s * Q @ R.T + t, F
-
-
-def render_scan_sets(V, T):
-    """(V, T) under the scan set's cameras/lighting/tone/backgrounds -> list of (set, view, rgb)."""
-    from glvd_core.data.dataset import scene_rng
-    from glvd_core.data.synth import SceneConfig, render_mesh, sample_camera, sample_lighting
-
-    tpl = load_template()
-    cfg = SceneConfig(size=256, yaw_deg=45.0, pitch_deg=20.0, roll_deg=10.0)  # make_scan_eval's
-    center = np.array([0.0, tpl.vertices_m[:, 1].mean(), tpl.vertices_m[:, 2].mean()])
-
-    class _RM:
-        head_height = 0.36
-
-    out = []
-    for i in range(SCAN_SETS):
-        g = scene_rng(SCAN_SEED, i)
-        tone = np.array([0.82, 0.62, 0.5]) * g.uniform(0.8, 1.1, 3)
-        for v in range(VIEWS):
-            cm = sample_camera(g, _RM, cfg, center)
-            (rgb, _), _ = render_mesh(V, T, np.clip(tone, 0, 1), cm, sample_lighting(g), g)
-            out.append((i, v, rgb))
-    return out
 
 
 def taubin(V, F, steps):
@@ -137,22 +78,17 @@ class OutOfSpan:
         self.tpl, self.ict, self.nf = tpl, ict, tpl.narrow_face_mask
         X0 = tpl.vertices_m[self.nf].astype(np.float64)
         self.c = X0.mean(0)
-        cols = [identity_modes(tpl)[:, self.nf].reshape(100, -1).T.astype(np.float64), (X0 - self.c).reshape(-1, 1)]
-        for a in range(3):
-            e = np.eye(3)[a]
-            cols += [np.broadcast_to(e, X0.shape).reshape(-1, 1), np.cross(e, X0 - self.c).reshape(-1, 1)]
-        self.A = np.concatenate(cols, 1)
+        self.A = np.concatenate([identity_modes(tpl)[:, self.nf].reshape(100, -1).T.astype(np.float64),
+                                 similarity_basis(X0 - self.c)], 1)
 
     def coef(self, d):
         return np.linalg.lstsq(self.A, self.tpl.from_ict(d)[self.nf].reshape(-1).astype(np.float64), rcond=None)[0]
 
     def __call__(self, d):
-        Vc = self.ict.neutral_m - self.c
+        S = similarity_basis(self.ict.neutral_m.astype(np.float64) - self.c)  # the same similarity on the ICT head
         for _ in range(6):  # the template is interpolated from the ICT head: iterate to a clean removal
             k = self.coef(d)
-            sim = k[100] * Vc + sum(k[101 + 2 * a] * np.eye(3)[a] + k[102 + 2 * a] * np.cross(np.eye(3)[a], Vc)
-                                    for a in range(3))
-            d = d - np.tensordot(k[:100], self.ict.identity_modes_m.astype(np.float64), 1) - sim
+            d = d - np.tensordot(k[:100], self.ict.identity_modes_m.astype(np.float64), 1) - (S @ k[100:]).reshape(-1, 3)
         return d
 
     def rms_mm(self, d):
@@ -185,7 +121,7 @@ def main(argv=None):
         blink[list(ict.expression_names).index(n)] = 1
     oracle = {nz: fit_identity_to_points(gt, lm, tpl, B, nz / 1000) for nz in (1, 3, 5, 10, 20)}
     w10, X10, (s_, R_, t_) = oracle[10]
-    Q, F = scan_mesh(a.scan)
+    Q, F, _ = place_scan(a.scan)
     ict_tris = rm.tris[~rm.lash_tri]
     report = dict(command=" ".join(sys.argv), weights=a.weights, scan_sets={}, heads={}, oracle_cosine={})
 
@@ -211,9 +147,7 @@ def main(argv=None):
     kd = cKDTree(tpl.vertices_m)
     ict_nn, scan_nn = kd.query(ict.neutral_m)[1], kd.query(s_ * Q[F].mean(1) @ R_.T + t_)[1]
     face = tpl.narrow_face_mask
-    core = face.copy()
-    for _ in range(2):  # eroded by two rings: the hybrids overlap a little instead of leaving a slit
-        core[np.unique(tpl.faces[~core[tpl.faces].all(1)])] = False
+    core = eroded_face_mask(tpl)  # the hybrids' parts overlap by two rings instead of leaving a slit
     Vh = np.concatenate([tw_scan, Q])
     meshes = {
         "scan": (Q, F),
@@ -226,7 +160,7 @@ def main(argv=None):
     }
     print("scan sets (truth: the 10 mm oracle; the 3 mm twin against its own weights):")
     for name, (V, T) in meshes.items():
-        renders = render_scan_sets(V, T)
+        renders = [(i, v, rgb) for i in range(SCAN_SETS) for v, (_, rgb, _) in enumerate(render_camera_set(V, T, i, VIEWS))]
         if name == "scan":  # the same pixels as the evaluation set, or nothing here means anything
             for i, v, rgb in renders:
                 ref = cv2.imread(str(Path(a.data) / f"scene_{i:05d}" / f"view_{v:02d}.png"))[:, :, ::-1]
@@ -237,8 +171,9 @@ def main(argv=None):
     # 4-5: fresh ICT heads, with and without out-of-span displacements
     oos = OutOfSpan(tpl, ict)
     inner = np.where(core)[0]
-    _, q, _ = closest_on_mesh(X10[inner] + np.tensordot(blink, tpl.expression_modes_m, 1)[inner], s_ * Q @ R_.T + t_, F)
-    res = q - (X10[inner] + np.tensordot(blink, tpl.expression_modes_m, 1)[inner])
+    twin_inner = (X10 + np.tensordot(blink, tpl.expression_modes_m, 1))[inner]  # template frame
+    _, q, _ = closest_on_mesh(twin_inner, s_ * Q @ R_.T + t_, F)
+    res = q - twin_inner
     dk, jk = cKDTree(tpl.vertices_m[inner]).query(ict.neutral_m, k=16)
     wk = np.exp(-dk ** 2 / (2 * 0.01 ** 2))
     scan_field = oos((wk[..., None] * res[jk]).sum(1) / np.maximum(wk.sum(1), 1e-3)[:, None]
