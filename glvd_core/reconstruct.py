@@ -33,7 +33,8 @@ from .train.trainer import load_checkpoint, resolve_device
 DEFAULT_FOV_DEG = 40.0
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
 # Config fields a trained model's user may change (they do not touch the weights).
-INFERENCE_FIELDS = ("iterations", "clip", "keypoint_warmup", "kp_init_extent", "vertex_prior", "prior_noise_m")
+INFERENCE_FIELDS = ("iterations", "clip", "keypoint_warmup", "kp_init_extent", "vertex_prior", "prior_noise_m",
+                    "image_prior_mirror")
 RUNAWAY_LIMIT = 8.0  # normalised units (~1.3 m): a vertex beyond this means the descent diverged
 
 
@@ -397,8 +398,9 @@ class Reconstructor:
     def _image_shape(self, views: list, notes: list) -> torch.Tensor | None:
         """(1, M) identity weights of the ``"image"`` prior: the identity CNN's prediction from the
         face crops, averaged over the views that have one (None, and a note, when none has: the
-        prior keeps the mean shape)."""
-        from .model.identity_cnn import load_identity_cnn
+        prior keeps the mean shape); with ``image_prior_mirror`` each crop is read mirrored too
+        (:func:`~glvd_core.model.identity_cnn.read_identity`)."""
+        from .model.identity_cnn import load_identity_cnn, mirror_weight_map, read_identity
 
         crops = [v.face_crop for v in views if v.face_crop is not None]
         if len(crops) < len(views):
@@ -406,7 +408,8 @@ class Reconstructor:
                          "landmarks to crop the face" + ("; it keeps the template's mean shape" if not crops else ""))
         if not crops:
             return None
-        w = load_identity_cnn().predict(torch.as_tensor(np.stack(crops))).mean(0)
+        mirror = mirror_weight_map(self.template) if self.cfg.image_prior_mirror else None
+        w = read_identity(load_identity_cnn(), torch.as_tensor(np.stack(crops)), mirror).mean(0)
         return w.to(self.device)[None]
 
     def _posed_start(self, view: PreparedView, frame: Frame, world: bool) -> np.ndarray:

@@ -4,13 +4,15 @@ A small CNN (5 strided residual-free conv blocks, ~2.8 M parameters, from scratc
 112 px face crop (centred on MediaPipe's 478 points, rotated to level the eyes) and predicts the
 100 ICT identity weights. Loss: the squared per-vertex error of the identity shape over the
 template's narrow face with the similarity part of every mode projected out (so it matches the
-aligned metric); augmentation: small affine jitter, colour gains, contrast. No image of the scan
-is ever used for training.
+aligned metric); augmentation: small affine jitter, colour gains, contrast and (unless
+``--no-mirror``) left-right mirroring with the weights mapped to the mirrored face's. No image of
+the scan is ever used for training.
 
 Scored on view 0 of each scene (the 1-view tables' protocol), the shape alone (``mean + w·modes``,
-pose removed by the alignment), against the same shape from the mean face (w = 0), from the
-3DMM landmark fit (the baseline's weights, learned and nearest 68-point maps) and from an equal
-blend of the CNN and the learned-map fit:
+pose removed by the alignment), also with the crop read mirrored too (``image_prior_mirror``),
+against the same shape from the mean face (w = 0), from the 3DMM landmark fit (the baseline's
+weights, learned and nearest 68-point maps) and from an equal blend of the CNN and the
+learned-map fit:
 - synthetic sets: aligned unidirectional Chamfer to the GT vertices (``evaluate.chamfer_mm``);
 - the Lee Perry-Smith scan renders: the scan metric (``evaluate.chamfer_scan_mm``).
 Also the cosine between each predicted shape offset and the true one (synthetic: the GT identity
@@ -40,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, round_to_fp16,  # noqa: E402
-                                         save_identity_cnn)
+from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, mirror_batch,  # noqa: E402
+                                         mirror_weight_map, read_identity, round_to_fp16, save_identity_cnn)
 
 ORACLE_NOISE_M = 0.010  # the scan's "true direction": the shape-space oracle at 10 mm (scan_ceiling.py)
 
@@ -118,7 +120,9 @@ def _mean_or_none(x):
     return float(np.mean(x)) if x else None
 
 
-def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print):
+def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print, mirror=None):
+    """AdamW with a one-cycle schedule on the shape loss; ``mirror`` (a :func:`mirror_weight_map`):
+    each batch's crops are half flipped left-right with their weights mapped (mirror augmentation)."""
     steps = epochs * (len(X) // bs)
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps, pct_start=0.1)
@@ -128,7 +132,8 @@ def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print):
         perm, tl = torch.randperm(len(X)), []
         for i in range(0, len(perm) - bs + 1, bs):
             j = perm[i:i + bs]
-            loss = rms(net(X[j], augment=True) - W[j]).pow(2).mean()
+            x, w = (X[j], W[j]) if mirror is None else mirror_batch(X[j], W[j], mirror)
+            loss = rms(net(x, augment=True) - w).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -159,6 +164,9 @@ def main(argv=None):
     ap.add_argument("--sets", nargs="+", default=["val", "eval", "eval_scan"],
                     help="sets under --data to score (view 0), default: val eval eval_scan")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
+                    help="mirror augmentation: half of each batch flipped left-right, weights mapped to the "
+                         "mirrored face's (default on; the bundled CNN of session 12 was trained --no-mirror)")
     ap.add_argument("--out", default=str(ROOT / "runs/image_identity"))
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/identity_cnn.pt")
     ap.add_argument("--weights", default=None, metavar="PATH",
@@ -193,19 +201,20 @@ def main(argv=None):
         Xv, Wv, _ = load_crops(data / "val")
         print(f"{len(X)} training crops, {len(Xv)} validation crops; shape RMS of w = 0: "
               f"train {rms(-W).mean():.3f}, val {rms(-Wv).mean():.3f} mm")
-        train(net, X, W, Xv, Wv, rms, a.epochs)
+        train(net, X, W, Xv, Wv, rms, a.epochs, mirror=mirror_weight_map(tpl) if a.mirror else None)
         torch.save(net.state_dict(), ckpt)
     if a.ship:  # score exactly what ships
         fp16 = round_to_fp16(net)
 
     B = identity_modes(tpl)
     mean = tpl.vertices_m.astype(np.float64)
-    made = dict(weights=a.weights) if a.weights else dict(epochs=a.epochs, train_sets=a.train)
+    made = dict(weights=a.weights) if a.weights else dict(epochs=a.epochs, train_sets=a.train, mirror=a.mirror)
     result = made | dict(crop_px=CROP_PX, parameters=sum(p.numel() for p in net.parameters()), sets={})
     for name in a.sets:
         root = data / name
         Xs, _, idx = load_crops(root, views=(0,))
-        w = {"mean face": np.zeros((len(Xs), 100)), "cnn": net.predict(Xs).numpy()}
+        w = {"mean face": np.zeros((len(Xs), 100)), "cnn": net.predict(Xs).numpy(),
+             "cnn, mirror-averaged": read_identity(net, Xs, mirror_weight_map(tpl)).numpy()}
         w["landmark fit, nearest map"] = landmark_fit_weights(root, idx, tpl, "nearest")
         w["landmark fit, learned map"] = landmark_fit_weights(root, idx, tpl, "learned")
         w["blend: (cnn + learned fit) / 2"] = (w["cnn"] + w["landmark fit, learned map"]) / 2
@@ -238,7 +247,7 @@ def main(argv=None):
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
     if a.ship:
-        recipe = dict(script="scripts/image_identity_probe.py", epochs=a.epochs, crop_px=CROP_PX,
+        recipe = dict(script="scripts/image_identity_probe.py", epochs=a.epochs, mirror=a.mirror, crop_px=CROP_PX,
                       train_sets={t: _data_recipe(data / t) for t in a.train}, template_sha256=tpl.sha256)
         save_identity_cnn(a.ship, net, fp16, recipe, result["sets"])
         print(f"wrote {a.ship} ({Path(a.ship).stat().st_size / 1e6:.1f} MB)")

@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, face_crop_matrix,  # noqa: E402
-                                         round_to_fp16, save_identity_cnn, warp_crop)
+                                         mirror_batch, mirror_weight_map, round_to_fp16, save_identity_cnn,
+                                         warp_crop)
 
 EVAL_SEEDS = (7000, 9000)  # val and eval: never trained on
 
@@ -168,6 +169,7 @@ def train(a):
             raise SystemExit(f"{a.prep} was made for another template; re-run prepare")
         Xv, Wv = torch.tensor(z["val_crops"]), torch.tensor(z["val_identity"])
     rms = shape_metric(tpl)
+    mirror = mirror_weight_map(tpl) if a.mirror else None
 
     cfg = dict(size=a.size, p_plain=a.p_plain, p_closed_eyes=a.closed_eyes)
     n_img = a.scenes * a.views * a.crops
@@ -228,8 +230,9 @@ def train(a):
             g["lr"] = lr
         si = torch.randint(n, (a.batch,))
         xi = si * per_scene + torch.randint(per_scene, (a.batch,))
-        x = X[xi].to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        w = W[si].to(dev, non_blocking=True)
+        x, w = (X[xi], W[si]) if mirror is None else mirror_batch(X[xi], W[si], mirror)
+        x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        w = w.to(dev, non_blocking=True)
         net.train()
         with torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
             pred = net(x, augment=True)
@@ -255,7 +258,7 @@ def train(a):
     log.update(steps=step, scenes_rendered=n, plain_scenes=n_plain, final_val_fp16_cpu=v, seconds=round(time.time() - t0),
                val_mean_face=rms(-Wv).mean().item())
     recipe = dict(script="scripts/train_identity_cnn.py", seed=a.seed, scenes_rendered=n, views=a.views, size=a.size,
-                  crops_per_view=a.crops, p_plain=a.p_plain, p_closed_eyes=a.closed_eyes, steps=step, batch=a.batch,
+                  crops_per_view=a.crops, mirror=a.mirror, p_plain=a.p_plain, p_closed_eyes=a.closed_eyes, steps=step, batch=a.batch,
                   lr=a.lr, minutes=a.minutes, init=a.init, template_sha256=tpl.sha256, device=log["device"])
     save_identity_cnn(out / "identity_cnn.pt", net, fp16, recipe, dict(val_shape_rms_mm=v))
     (out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
@@ -288,6 +291,9 @@ def main(argv=None):
     t.add_argument("--workers", type=int, default=0)
     t.add_argument("--val-every", type=float, default=30.0, help="seconds between val scores")
     t.add_argument("--init", default=None, help="start from these weights (same width)")
+    t.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
+                   help="mirror augmentation: half of each batch flipped left-right, weights mapped to the mirrored "
+                        "face's (default on; session 13's runs had none)")
     a = ap.parse_args(argv)
     if a.cmd == "prepare":
         prepare(a)

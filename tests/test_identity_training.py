@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,20 @@ def test_a_saved_package_loads_as_the_network_that_was_scored(template, tmp_path
     save_identity_cnn(other, net, fp16, dict(template_sha256="0" * 64), {})
     with pytest.raises(ValueError, match="another template"):
         load_identity_cnn(str(other))
+
+
+def test_mirror_augmentation_flips_half_the_crops_with_their_weights(template):
+    """Each crop is either kept with its weights or flipped left-right with its weights mapped to
+    the mirrored face's; about half are flipped."""
+    from glvd_core.model.identity_cnn import mirror_batch, mirror_weight_map
+
+    R = mirror_weight_map(template)
+    g = torch.Generator().manual_seed(0)
+    crops = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=g)
+    w = torch.randn(200, R.shape[0], generator=g)
+    x2, w2 = mirror_batch(crops, w, R, generator=g)
+    flipped = (x2 == torch.flip(crops, dims=[3])).flatten(1).all(1)
+    kept = (x2 == crops).flatten(1).all(1)
+    assert bool((flipped ^ kept).all()) and 70 < int(flipped.sum()) < 130
+    torch.testing.assert_close(w2[kept], w[kept])
+    torch.testing.assert_close(w2[flipped], w[flipped] @ R.T)

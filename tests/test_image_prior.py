@@ -109,3 +109,46 @@ def test_image_prior_shapes_the_template_from_the_crop(astronaut_face):
     ref = keypoints.reconstruct([img], landmarks=[det.landmarks68])
     np.testing.assert_allclose(no_crop.vertices, ref.vertices, atol=1e-6)
     assert np.abs(with_crop.final_vertices - no_crop.final_vertices).max() > 5e-4  # the shape moved (> 0.5 mm)
+
+
+def _shape_rms_mm(template, dw):
+    """Per-vertex RMS (mm) over the template of the shape offset that identity weights ``dw`` make."""
+    from glvd_core.expression.shape_space import identity_modes
+
+    d = np.tensordot(np.asarray(dw, np.float64), identity_modes(template), axes=1)
+    return 1000 * np.sqrt((d ** 2).sum(-1).mean())
+
+
+def test_mirror_weight_map_gives_the_weights_of_the_mirrored_face(template):
+    """The map takes a shape-space face's identity weights to those of its mirror image (the
+    template's symmetry), and applied twice it returns the face."""
+    from glvd_core.expression.shape_space import identity_modes
+    from glvd_core.model.identity_cnn import mirror_weight_map
+
+    B, R = identity_modes(template), mirror_weight_map(template).double().numpy()
+    for seed in range(3):
+        w = np.random.default_rng(seed).standard_normal(len(B))
+        mirrored = template.mirror(np.tensordot(w, B, axes=1))
+        assert 1000 * np.abs(np.tensordot(R @ w, B, axes=1) - mirrored).max() < 0.5  # of a ~12 mm offset
+        assert _shape_rms_mm(template, R @ R @ w - w) < 0.03 * _shape_rms_mm(template, w)
+        assert _shape_rms_mm(template, R @ w - w) > 0.3 * _shape_rms_mm(template, w)  # faces are not symmetric
+
+
+def test_mirror_averaged_reading_reads_a_mirrored_photo_as_the_mirrored_face(astronaut_face, template):
+    """image_prior_mirror: the crop and its left-right flip are read as mirror shapes (a single
+    reading is not), and the reconstruction's image prior uses that reading."""
+    from glvd_core.model.identity_cnn import load_identity_cnn, mirror_weight_map, read_identity
+
+    img, det = astronaut_face
+    c = torch.as_tensor(face_crop(img, det.landmarks478))
+    crops = torch.stack([c, torch.flip(c, dims=[2])])
+    net, R = load_identity_cnn(), mirror_weight_map(template)
+    single, averaged = read_identity(net, crops), read_identity(net, crops, R)
+
+    def asymmetry(w):  # how far the flip's reading is from the mirror of the photo's, relative
+        return _shape_rms_mm(template, (w[0] @ R.T - w[1]).numpy()) / _shape_rms_mm(template, w[0].numpy())
+
+    assert asymmetry(averaged) < 0.03 < 0.1 < asymmetry(single)
+    rec = Reconstructor.from_pretrained(device="cpu", overrides={"vertex_prior": "image", "image_prior_mirror": True})
+    views, _, _ = rec.prepare([img], landmarks=[det.landmarks478])
+    np.testing.assert_allclose(rec._image_shape(views, [])[0].cpu().numpy(), averaged[0].numpy(), atol=1e-5)

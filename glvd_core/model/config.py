@@ -52,6 +52,10 @@ class GLVDConfig:
     prior_noise_m: float = 0.008     # "identity" prior: assumed keypoint error (metres) of the ridge fit,
                                      # identity weights ~ N(0, 1); larger = closer to the mean face
                                      # (chosen on a validation set, see docs/RESULTS.md)
+    image_prior_mirror: bool = False # "image" prior: also read each crop mirrored (x -> -x), map that reading
+                                     # back through the template's symmetry and average the two (test-time
+                                     # mirror averaging; the reading of a mirrored photo is then the mirror of
+                                     # the photo's; measured in docs/RESULTS.md, "Mirror averaging")
     prior_landmark_noise_px: float = 4.5  # "landmarks" prior: assumed 2D landmark error at 256 px of
                                      # the fit (identity weights ~ N(0, 1)); the 3DMM baseline's value
     # -- descent / normalisation ----------------------------------------------------------
