@@ -116,8 +116,6 @@ def test_training_refuses_evaluation_seeds(tic, tmp_path):
 def test_a_saved_package_loads_as_the_network_that_was_scored(template, tmp_path):
     """What both trainers write (fp16 weights, arch, recipe, scores) is what the product loads:
     the loaded network predicts exactly what the rounded network predicted."""
-    import torch
-
     from glvd_core.model.identity_cnn import IdentityCNN, load_identity_cnn, round_to_fp16, save_identity_cnn
 
     torch.manual_seed(0)
