@@ -156,6 +156,24 @@ def _evaluate(a) -> int:
     return 0
 
 
+def _compare(a) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import compare_runs
+
+    try:
+        diffs = compare_runs(*(json.loads(Path(f).read_text()) for f in (a.new, a.old)))
+    except ValueError as e:  # also a file that is not JSON
+        raise ValueError(f"{a.new} vs {a.old}: {e}") from None
+    print(f"{a.new} against {a.old} (aligned mm; positive: the first is lower)")
+    for name, p in diffs.items():
+        lo, hi = p["ci95_mm"]
+        print(f"{name:<22}{p['mean_mm']:+8.3f}  95% interval {lo:+.3f} to {hi:+.3f}  "
+              f"lower in {p['better']} of {p['scenes']} scenes")
+    return 0
+
+
 def _preprocess(a) -> int:
     import json
 
@@ -275,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference settings of the GLVD model, e.g. vertex_prior=identity prior_noise_m=0.008")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
+    p = sub.add_parser("compare", help="paired difference of two evaluate --json results, scene by scene")
+    p.add_argument("new", help="evaluate --json of the candidate")
+    p.add_argument("old", help="evaluate --json of what it would replace (same data)")
+    p.set_defaults(func=_compare)
     p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")
     p.add_argument("image")
     p.add_argument("--fov", type=float, default=None)

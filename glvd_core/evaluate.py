@@ -202,6 +202,33 @@ def error_heatmap_png(path, template: Template, per_vertex_mm: np.ndarray, vmax_
     cv2.imwrite(str(path), img[..., ::-1])
 
 
+def bootstrap_ci(x_mm, level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of per-scene errors ``x_mm`` (S,), resampling scenes.
+
+    Fixed seed, so a table re-read from the same scenes gives the same interval. One scene has
+    no spread to resample: its interval is the single value."""
+    x = np.asarray(x_mm, float)
+    if x.size == 0:
+        raise ValueError("no scenes to bootstrap")
+    means = x[np.random.default_rng(seed).integers(0, x.size, (n_boot, x.size))].mean(1)
+    a = (1 - level) / 2
+    return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
+
+
+def paired_difference(ours_mm, theirs_mm, level: float = 0.95) -> dict:
+    """How much lower ``ours_mm`` is than ``theirs_mm`` on the same scenes (both (S,), mm).
+
+    ``mean_mm`` = mean(theirs − ours), positive when ours is better, with its bootstrap interval
+    over scenes (``ci95_mm``; the scenes are resampled in pairs, so what the two methods share —
+    a hard scene is hard for both — cancels); ``better`` = in how many scenes ours is lower."""
+    ours, theirs = np.asarray(ours_mm, float), np.asarray(theirs_mm, float)
+    if ours.shape != theirs.shape:
+        raise ValueError(f"paired errors need the same scenes: {ours.shape} vs {theirs.shape}")
+    d = theirs - ours
+    return dict(mean_mm=float(d.mean()), ci95_mm=bootstrap_ci(d, level), better=int((d > 0).sum()),
+                scenes=int(d.size))
+
+
 def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
              heatmap: str | None = None, oracle_landmarks: bool = False, baselines: bool = True,
              per_step: bool = False, start: str = "template", log=print) -> dict:
@@ -231,6 +258,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
     rows = {name: dict(raw=[], aligned=[], seconds=[]) for name in names}
     per_vertex = {name: [] for name in names}
     steps = {name: [] for name in models}
+    scored = []  # scene folder names, in the order of every method's per-scene errors
     skipped = 0
     for i in range(n):
         s = ds[i]
@@ -285,13 +313,20 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
             rows[name]["aligned"].append(al)
             rows[name]["seconds"].append(sec)
             per_vertex[name].append(pv)
+        scored.append(s.path.name)
         log(f"\rscene {i + 1}/{n}", end="")
     log("")
     table = {name: dict(chamfer_mm=float(np.mean(r["raw"])), chamfer_aligned_mm=float(np.mean(r["aligned"])),
                         chamfer_aligned_median_mm=float(np.median(r["aligned"])),
+                        chamfer_aligned_ci95_mm=bootstrap_ci(r["aligned"]),
                         seconds_per_face=float(np.mean(r["seconds"])), scenes=len(r["raw"]))
              for name, r in rows.items() if r["raw"]}
-    out = dict(table=table, skipped_no_face=skipped, scenes_tried=n, views=views, start=start,
+    ours = next(iter(models))
+    paired = {name: paired_difference(rows[ours]["aligned"], rows[name]["aligned"])
+              for name in table if name != ours}
+    per_scene = dict(scenes=scored, **{name: [float(e) for e in rows[name]["aligned"]] for name in table})
+    out = dict(table=table, paired_aligned_mm=paired, per_scene_aligned_mm=per_scene,
+               skipped_no_face=skipped, scenes_tried=n, views=views, start=start,
                landmarks="oracle (projected GT)" if oracle_landmarks else f"detector (MediaPipe, {LANDMARK_MAP} map)")
     if per_step:
         out["per_step_aligned_mm"] = {k: np.mean(v, 0).tolist() for k, v in steps.items() if v}
@@ -300,14 +335,38 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
     return out
 
 
+def compare_runs(new: dict, old: dict) -> dict:
+    """Paired comparison of two :func:`evaluate` results (their JSON) on the scenes both scored.
+
+    For each method in both: ``paired_difference(new, old)`` (positive ``mean_mm``: the new run is
+    lower) over the scenes both runs scored, matched by scene name. Raises ``ValueError`` when the
+    results carry no per-scene errors (JSON written before they were recorded) or share no scene."""
+    try:
+        a, b = new["per_scene_aligned_mm"], old["per_scene_aligned_mm"]
+    except KeyError:
+        raise ValueError("both results need per-scene errors (per_scene_aligned_mm): re-run evaluate") from None
+    shared = [sc for sc in a["scenes"] if sc in set(b["scenes"])]
+    if not shared:
+        raise ValueError("the two results share no scene: were they run on the same data?")
+    ia, ib = ({sc: i for i, sc in enumerate(r["scenes"])} for r in (a, b))
+    return {name: paired_difference([a[name][ia[sc]] for sc in shared], [b[name][ib[sc]] for sc in shared])
+            for name in a if name != "scenes" and name in b}
+
+
 def format_table(result: dict) -> str:
     table, views = result["table"], result["views"]
     lines = [f"Unidirectional Chamfer, GT narrow face -> prediction (mm), {views} view(s); landmarks: "
              f"{result['landmarks']}; {result['skipped_no_face']} of {result['scenes_tried']} scenes skipped (no face found)",
-             f"{'method':<22}{'raw':>9}{'aligned':>10}{'median':>9}{'s/face':>9}{'scenes':>8}"]
+             f"{'method':<22}{'raw':>9}{'aligned':>10}{'95% interval':>18}{'median':>9}{'s/face':>9}{'scenes':>8}"]
     for name, r in table.items():
-        lines.append(f"{name:<22}{r['chamfer_mm']:>9.3f}{r['chamfer_aligned_mm']:>10.3f}"
+        lo, hi = r["chamfer_aligned_ci95_mm"]
+        lines.append(f"{name:<22}{r['chamfer_mm']:>9.3f}{r['chamfer_aligned_mm']:>10.3f}{f'{lo:.3f}-{hi:.3f}':>18}"
                      f"{r['chamfer_aligned_median_mm']:>9.3f}{r['seconds_per_face']:>9.3f}{r['scenes']:>8d}")
+    ours = next(iter(table), None)
+    for name, p in result.get("paired_aligned_mm", {}).items():
+        lo, hi = p["ci95_mm"]
+        lines.append(f"{ours} vs {name}: {p['mean_mm']:+.3f} mm lower (95% interval {lo:+.3f} to {hi:+.3f}), "
+                     f"lower in {p['better']} of {p['scenes']} scenes")
     return "\n".join(lines)
 
 

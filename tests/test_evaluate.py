@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from glvd_core.evaluate import chamfer_mm, closest_point_on_triangles, point_to_mesh, umeyama
 
@@ -100,6 +101,33 @@ def test_shape_space_oracle_recovers_a_moved_identity_from_its_surface(template)
     assert e_fit < 0.01 and e_mean > 1.0, (e_fit, e_mean)  # mm (of the moved frame)
 
 
+def test_intervals_cover_the_mean_and_pairing_cancels_what_scenes_share():
+    from glvd_core.evaluate import bootstrap_ci, compare_runs, paired_difference
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 0.5, 60)
+    lo, hi = bootstrap_ci(x)
+    se = x.std(ddof=1) / np.sqrt(x.size)
+    assert lo < x.mean() < hi and abs((hi - lo) / (2 * 1.96 * se) - 1) < 0.15  # about ±1.96 standard errors
+    assert bootstrap_ci([1.5]) == [1.5, 1.5]
+    # scene difficulty varies far more than the gap between two methods: unpaired intervals overlap,
+    # the paired one excludes zero
+    hard = rng.normal(2.0, 0.5, 40)
+    ours, theirs = hard + rng.normal(0, 0.01, 40), hard + 0.03 + rng.normal(0, 0.01, 40)
+    assert bootstrap_ci(ours)[1] > bootstrap_ci(theirs)[0]
+    p = paired_difference(ours, theirs)
+    assert p["ci95_mm"][0] > 0 and abs(p["mean_mm"] - 0.03) < 0.01 and p["better"] >= 35 and p["scenes"] == 40
+    with pytest.raises(ValueError, match="same scenes"):
+        paired_difference(ours, theirs[:-1])
+    # runs compare on the scenes both scored, matched by name, whatever their order
+    new = dict(per_scene_aligned_mm=dict(scenes=["a", "b", "c"], GLVD=[1.0, 2.0, 3.0]))
+    old = dict(per_scene_aligned_mm=dict(scenes=["c", "a", "d"], GLVD=[3.5, 1.5, 9.0]))
+    c = compare_runs(new, old)["GLVD"]
+    assert c["scenes"] == 2 and c["better"] == 2 and c["mean_mm"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="share no scene"):
+        compare_runs(new, dict(per_scene_aligned_mm=dict(scenes=["x"], GLVD=[1.0])))
+
+
 def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path, capsys):
     import json
 
@@ -117,6 +145,20 @@ def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert set(res["table"]) == {"GLVD", "LVD (no keypoints)", "mean template", "3DMM landmark fit"}
     assert res["table"]["GLVD"]["scenes"] == 1 and len(res["per_step_aligned_mm"]["GLVD"]) == 11
+    # per-scene errors, named, and every other method paired against GLVD on them
+    per = res["per_scene_aligned_mm"]
+    assert per["scenes"] == ["scene_00000"] and per["GLVD"] == [res["table"]["GLVD"]["chamfer_aligned_mm"]]
+    assert set(res["paired_aligned_mm"]) == {"LVD (no keypoints)", "mean template", "3DMM landmark fit"}
+    assert res["paired_aligned_mm"]["LVD (no keypoints)"]["mean_mm"] == 0.0  # the same weights
+    printed = capsys.readouterr().out
+    assert "95% interval" in printed and "GLVD vs mean template" in printed
+    # two runs' JSON compare scene by scene; a file without per-scene errors is refused clearly
+    assert main(["compare", str(out), str(out)]) == 0
+    assert "+0.000" in capsys.readouterr().out
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({k: v for k, v in res.items() if k != "per_scene_aligned_mm"}))
+    assert main(["compare", str(out), str(old)]) == 2
+    assert "re-run evaluate" in capsys.readouterr().err
     assert (tmp_path / "h.png").stat().st_size > 1000
     # --set changes inference settings of the trained model (here: 3 steps, the identity prior) ...
     rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--views", "1", "--oracle-landmarks",
