@@ -145,7 +145,8 @@ def _evaluate(a) -> int:
 
     detect.LANDMARK_MAP = a.landmark_map
     overrides = parse_overrides(GLVDConfig(), a.set or [])
-    models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device, overrides=overrides)}
+    models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device, overrides=overrides,
+                                                    identity_cnn=a.identity_cnn)}
     if a.lvd_weights:
         models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
     res = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap,
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--weights", default=None)
     p.add_argument("--lvd-weights", default=None, help="a model trained with --set encoding=none")
+    p.add_argument("--identity-cnn", default=None, metavar="PATH",
+                   help="identity CNN weights for the image prior (default: the bundled ones), e.g. a new training run's")
     p.add_argument("--views", type=int, default=1, choices=[1, 3])
     p.add_argument("--max-scenes", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

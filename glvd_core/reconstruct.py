@@ -148,20 +148,29 @@ def prepare_view(image: np.ndarray, mask: np.ndarray | None, camera: Camera, lan
 class Reconstructor:
     """Holds a GLVD model on a device; ``reconstruct`` turns photos into a template mesh."""
 
-    def __init__(self, model: GLVD, template: Template, device: torch.device, source: str = ""):
+    def __init__(self, model: GLVD, template: Template, device: torch.device, source: str = "",
+                 identity_cnn: str | None = None):
         self.model = model.eval().to(device)
         self.template = template
         self.device = device
         self.source = source
         self.cfg: GLVDConfig = model.cfg
+        self.identity_cnn = identity_cnn  # weights of the "image" prior's CNN; None: the bundled ones
 
     # -- construction --------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
-                        overrides: dict | None = None) -> "Reconstructor":
+                        overrides: dict | None = None, identity_cnn: str | Path | None = None) -> "Reconstructor":
         """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda).
         ``overrides``: inference settings replacing the model's own, any of
-        :data:`INFERENCE_FIELDS` (e.g. ``{"vertex_prior": "identity"}`` for experiments)."""
+        :data:`INFERENCE_FIELDS` (e.g. ``{"vertex_prior": "identity"}`` for experiments).
+        ``identity_cnn``: other weights for the ``"image"`` prior's CNN than the bundled ones (a
+        candidate to evaluate); loaded here, so a missing or mismatched file fails now."""
+        if identity_cnn is not None:
+            from .model.identity_cnn import load_identity_cnn
+
+            identity_cnn = str(identity_cnn)
+            load_identity_cnn(identity_cnn)
         dev = resolve_device(device)
         p = Path(path) if path is not None else DEFAULT_MODEL
         if path is None and not p.is_file():
@@ -184,7 +193,7 @@ class Reconstructor:
             model.net.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"{p}: weights do not match its config ({str(e).splitlines()[0]})") from None
-        return cls(model, tpl, dev, source=str(p))
+        return cls(model, tpl, dev, source=str(p), identity_cnn=identity_cnn)
 
     @classmethod
     def untrained(cls, config: str | GLVDConfig = "lite", device: str = "auto", seed: int = 0) -> "Reconstructor":
@@ -409,7 +418,7 @@ class Reconstructor:
         if not crops:
             return None
         mirror = mirror_weight_map(self.template) if self.cfg.image_prior_mirror else None
-        w = read_identity(load_identity_cnn(), torch.as_tensor(np.stack(crops)), mirror).mean(0)
+        w = read_identity(load_identity_cnn(self.identity_cnn), torch.as_tensor(np.stack(crops)), mirror).mean(0)
         return w.to(self.device)[None]
 
     def _posed_start(self, view: PreparedView, frame: Frame, world: bool) -> np.ndarray:

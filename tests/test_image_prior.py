@@ -152,3 +152,26 @@ def test_mirror_averaged_reading_reads_a_mirrored_photo_as_the_mirrored_face(ast
     rec = Reconstructor.from_pretrained(device="cpu", overrides={"vertex_prior": "image", "image_prior_mirror": True})
     views, _, _ = rec.prepare([img], landmarks=[det.landmarks478])
     np.testing.assert_allclose(rec._image_shape(views, [])[0].cpu().numpy(), averaged[0].numpy(), atol=1e-5)
+
+
+def test_a_candidate_identity_cnn_replaces_the_bundled_one_without_touching_it(astronaut_face, tmp_path):
+    """evaluate --identity-cnn: a reconstructor can read identity with other CNN weights (a new
+    training run's) while the bundled file stays as it is; a missing file fails at load time."""
+    from glvd_core.model.identity_cnn import load_identity_cnn, read_identity
+
+    img, det = astronaut_face
+    net = load_identity_cnn()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    last_bias = [k for k in state if k.endswith("bias")][-1]
+    state[last_bias] += 0.5  # another network: every identity weight read 0.5 higher
+    torch.save(state, tmp_path / "candidate.pt")
+    overrides = {"vertex_prior": "image"}
+    bundled = Reconstructor.from_pretrained(device="cpu", overrides=overrides)
+    candidate = Reconstructor.from_pretrained(device="cpu", overrides=overrides, identity_cnn=tmp_path / "candidate.pt")
+    views, _, _ = candidate.prepare([img], landmarks=[det.landmarks478])
+    crop = torch.as_tensor(views[0].face_crop)[None]
+    w_bundled, w_candidate = bundled._image_shape(views, [])[0], candidate._image_shape(views, [])[0]
+    np.testing.assert_allclose(w_bundled.numpy(), read_identity(net, crop)[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose((w_candidate - w_bundled).numpy(), 0.5, atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="no identity CNN weights"):
+        Reconstructor.from_pretrained(device="cpu", identity_cnn=tmp_path / "missing.pt")
