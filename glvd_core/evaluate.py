@@ -345,10 +345,10 @@ def compare_runs(new: dict, old: dict) -> dict:
         a, b = new["per_scene_aligned_mm"], old["per_scene_aligned_mm"]
     except KeyError:
         raise ValueError("both results need per-scene errors (per_scene_aligned_mm): re-run evaluate") from None
-    shared = [sc for sc in a["scenes"] if sc in set(b["scenes"])]
+    ia, ib = ({sc: i for i, sc in enumerate(r["scenes"])} for r in (a, b))
+    shared = [sc for sc in a["scenes"] if sc in ib]
     if not shared:
         raise ValueError("the two results share no scene: were they run on the same data?")
-    ia, ib = ({sc: i for i, sc in enumerate(r["scenes"])} for r in (a, b))
     return {name: paired_difference([a[name][ia[sc]] for sc in shared], [b[name][ib[sc]] for sc in shared])
             for name in a if name != "scenes" and name in b}
 
