@@ -132,7 +132,7 @@ def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print, mirror=None):
         perm, tl = torch.randperm(len(X)), []
         for i in range(0, len(perm) - bs + 1, bs):
             j = perm[i:i + bs]
-            x, w = (X[j], W[j]) if mirror is None else mirror_batch(X[j], W[j], mirror)
+            x, w = mirror_batch(X[j], W[j], mirror)
             loss = rms(net(x, augment=True) - w).pow(2).mean()
             opt.zero_grad()
             loss.backward()

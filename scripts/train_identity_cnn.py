@@ -230,7 +230,7 @@ def train(a):
             g["lr"] = lr
         si = torch.randint(n, (a.batch,))
         xi = si * per_scene + torch.randint(per_scene, (a.batch,))
-        x, w = (X[xi], W[si]) if mirror is None else mirror_batch(X[xi], W[si], mirror)
+        x, w = mirror_batch(X[xi], W[si], mirror)
         x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         w = w.to(dev, non_blocking=True)
         net.train()

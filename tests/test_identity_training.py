@@ -153,6 +153,8 @@ def test_mirror_augmentation_flips_half_the_crops_with_their_weights(template):
     crops = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=g)
     w = torch.randn(200, R.shape[0], generator=g)
     x2, w2 = mirror_batch(crops, w, R, generator=g)
+    x0, w0 = mirror_batch(crops, w, None)
+    assert x0 is crops and w0 is w  # augmentation off: the batch as it was
     flipped = (x2 == torch.flip(crops, dims=[3])).flatten(1).all(1)
     kept = (x2 == crops).flatten(1).all(1)
     assert bool((flipped ^ kept).all()) and 70 < int(flipped.sum()) < 130

@@ -138,11 +138,14 @@ def read_identity(net: IdentityCNN, crops: torch.Tensor, mirror: torch.Tensor | 
     return (w + net.predict(torch.flip(crops, dims=[3]), batch) @ mirror.T) / 2
 
 
-def mirror_batch(crops: torch.Tensor, weights: torch.Tensor, mirror: torch.Tensor,
+def mirror_batch(crops: torch.Tensor, weights: torch.Tensor, mirror: torch.Tensor | None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mirror augmentation for training: a random half of the (B, 3, S, S) crops flipped
     left-right, and their (B, M) identity weights mapped to the mirrored face's with ``mirror``
-    (:func:`mirror_weight_map`); the others unchanged. Returns new tensors on the inputs' devices."""
+    (:func:`mirror_weight_map`); the others unchanged. Returns new tensors on the inputs' devices
+    (``mirror`` None: augmentation off, the inputs themselves)."""
+    if mirror is None:
+        return crops, weights
     f = (torch.rand(len(crops), generator=generator) < 0.5).to(crops.device)
     crops = torch.where(f[:, None, None, None], torch.flip(crops, dims=[3]), crops)
     weights = torch.where(f[:, None].to(weights.device), weights @ mirror.to(weights).T, weights)
