@@ -26,10 +26,13 @@ def template_identity_basis(template: Template, ict: ICTModel) -> np.ndarray:
 
 
 def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template, modes_m: np.ndarray,
-                              prior: float = 1.0, world: bool = False, noise_px: float = 4.5):
+                              prior: float = 1.0, world: bool = False, noise_px: float = 4.5,
+                              prior_mean: np.ndarray | None = None):
     """MAP fit of identity weights + pose to (68, 2) landmarks of each view: Gaussian landmark
-    noise of ``noise_px`` at 256 px, weights ~ N(0, 1), ``modes_m`` (M, N, 3) the identity modes
-    on the template (metres per unit weight).
+    noise of ``noise_px`` at 256 px, weights ~ N(prior_mean, I / prior) (default N(0, 1)),
+    ``modes_m`` (M, N, 3) the identity modes on the template (metres per unit weight).
+    ``prior_mean`` (M,) is also where the weights start (e.g. another reading of the same face,
+    such as the identity CNN's: the fit then moves it only as far as the landmarks ask).
 
     ``world=False`` (one view): pose is the head-to-camera transform and the result is in that
     camera's frame. ``world=True``: cameras are known (world->camera), one shared head pose in
@@ -50,22 +53,44 @@ def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template
     if world:  # head pose in the world: X_w = Rh X + th with camera 0 fixed
         R0 = cameras[0].R.T @ p0.R
         t0 = cameras[0].R.T @ (p0.t - cameras[0].t)
-    x0 = np.concatenate([cv2.Rodrigues(R0)[0].ravel(), t0, np.zeros(n_modes)])
+    w0 = np.zeros(n_modes) if prior_mean is None else np.asarray(prior_mean, np.float64).reshape(-1)
+    if len(w0) != n_modes or not np.isfinite(w0).all():
+        raise ValueError(f"prior_mean must be {n_modes} finite weights, got shape {np.shape(prior_mean)}")
+    if not prior > 0:
+        raise ValueError(f"prior (the weights' precision) must be > 0, not {prior}")
+    x0 = np.concatenate([cv2.Rodrigues(R0)[0].ravel(), t0, w0])
     sigma = [noise_px * max(c.width, c.height) / 256 for c in cameras]  # landmark noise, pixels
+    to_cam = [(c.R, c.t) if world else (np.eye(3), np.zeros(3)) for c in cameras]
+
+    def shape(x):
+        R, dR = cv2.Rodrigues(x[:3])  # dR (3, 9): d vec(R) / d x[:3]
+        X = Xm + np.tensordot(x[6:], Bl, axes=1)
+        return R, dR, X, X @ R.T + x[3:6]
 
     def residual(x):
-        R = cv2.Rodrigues(x[:3])[0]
-        X = Xm + np.tensordot(x[6:], Bl, axes=1)
-        Y = X @ R.T + x[3:6]
+        Y = shape(x)[3]
         res = []
-        for cam, o, sg in zip(cameras, obs, sigma):
-            Z = cam.world_to_camera(Y) if world else Y
-            uv = Z @ cam.K.T
-            res.append(((uv[:, :2] / uv[:, 2:3]) - o).ravel() / sg)
-        res.append(np.sqrt(prior) * x[6:])  # MAP: weights ~ N(0, 1)
+        for cam, (Rc, tc), o, sg in zip(cameras, to_cam, obs, sigma):
+            P = (Y @ Rc.T + tc) @ cam.K.T
+            res.append(((P[:, :2] / P[:, 2:3]) - o).ravel() / sg)
+        res.append(np.sqrt(prior) * (x[6:] - w0))  # MAP: weights ~ N(w0, I / prior)
         return np.concatenate(res)
 
-    x = least_squares(residual, x0, method="trf", x_scale="jac", max_nfev=200).x
+    def jacobian(x):  # analytic: 4-7x faster than scipy's finite differences over 106 unknowns
+        R, dR, X, Y = shape(x)
+        dY = np.concatenate([np.einsum("kij,lj->lik", dR.reshape(3, 3, 3), X),  # d Y / d rotation
+                             np.broadcast_to(np.eye(3), (len(X), 3, 3)),  # d Y / d translation
+                             np.einsum("ij,mlj->lim", R, Bl)], 2)  # d Y / d weights: (L, 3, 6 + M)
+        rows = []
+        for cam, (Rc, tc), sg in zip(cameras, to_cam, sigma):
+            P = (Y @ Rc.T + tc) @ cam.K.T
+            uv = P[:, :2] / P[:, 2:3]
+            d_uv = (cam.K[None, :2] - uv[:, :, None] * cam.K[None, 2:3]) / P[:, 2, None, None] @ Rc  # (L, 2, 3)
+            rows.append((d_uv @ dY).reshape(-1, 6 + n_modes) / sg)
+        rows.append(np.concatenate([np.zeros((n_modes, 6)), np.sqrt(prior) * np.eye(n_modes)], 1))
+        return np.concatenate(rows)
+
+    x = least_squares(residual, x0, jac=jacobian, method="trf", x_scale="jac", max_nfev=200).x
     return x[6:], cv2.Rodrigues(x[:3])[0], x[3:6]
 
 

@@ -34,7 +34,8 @@ DEFAULT_FOV_DEG = 40.0
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
 # Config fields a trained model's user may change (they do not touch the weights).
 INFERENCE_FIELDS = ("iterations", "clip", "keypoint_warmup", "kp_init_extent", "vertex_prior", "prior_noise_m",
-                    "image_prior_mirror")
+                    "image_prior_mirror", "image_prior_landmark_sd", "prior_landmark_noise_px",
+                    "prior_landmark_error_shared")
 RUNAWAY_LIMIT = 8.0  # normalised units (~1.3 m): a vertex beyond this means the descent diverged
 
 
@@ -349,6 +350,9 @@ class Reconstructor:
             feats.shape_w = self._landmark_shape(views, world, notes)
         elif cfg.vertex_prior == "image":
             feats.shape_w = self._image_shape(views, notes)
+            if cfg.image_prior_landmark_sd > 0 and feats.shape_w is not None:
+                feats.shape_w = self._landmark_shape(views, world, notes, prior_mean=feats.shape_w,
+                                                     prior_sd=cfg.image_prior_landmark_sd)
         self._sync()
         t2 = time.perf_counter()
         g = torch.Generator().manual_seed(int(seed))
@@ -385,23 +389,31 @@ class Reconstructor:
                               info=dict(model=self.source, config=cfg.name, device=str(self.device), seed=int(seed),
                                         clip=clip, views=len(views), notes=notes))
 
-    def _landmark_shape(self, views: list, world: bool, notes: list) -> torch.Tensor | None:
+    def _landmark_shape(self, views: list, world: bool, notes: list, prior_mean: torch.Tensor | None = None,
+                        prior_sd: float = 1.0) -> torch.Tensor | None:
         """(1, M) identity weights of the ``"landmarks"`` prior: the MAP fit of the template's
-        identity modes to the views' 2D landmarks through their cameras (None, and a note, when a
-        view has no landmarks: the prior keeps the mean shape)."""
+        identity modes to the views' 2D landmarks through their cameras, weights ~ N(0, 1) (None,
+        and a note, when a view has no landmarks: the prior keeps the mean shape). With
+        ``prior_mean`` (1, M) — the ``"image"`` prior's reading — the weights are
+        ~ N(prior_mean, prior_sd^2 I) instead, and without landmarks that reading is kept."""
         from .baselines import fit_identity_to_landmarks
         from .expression.shape_space import identity_modes
 
         if any(v.landmarks is None for v in views):
-            notes.append("no landmarks for the shape prior: it keeps the template's mean shape")
-            return None
+            notes.append("no landmarks for the shape prior: it keeps " +
+                         ("the template's mean shape" if prior_mean is None else "the identity CNN's reading alone"))
+            return prior_mean
         cams = [v.camera for v in views]
         if not world:  # one view in its own camera frame
             c = cams[0]
             cams = [Camera(np.eye(3), np.zeros(3), c.K, c.width, c.height)]
         w, _, _ = fit_identity_to_landmarks([v.landmarks for v in views], cams, self.template,
                                             identity_modes(self.template), world=world,
-                                            noise_px=self.cfg.prior_landmark_noise_px)
+                                            noise_px=self.cfg.prior_landmark_noise_px
+                                            * (np.sqrt(len(views)) if self.cfg.prior_landmark_error_shared else 1.0),
+                                            prior=prior_sd ** -2,
+                                            prior_mean=None if prior_mean is None else
+                                            prior_mean[0].detach().cpu().double().numpy())
         return torch.as_tensor(w, dtype=torch.float32, device=self.device)[None]
 
     def _image_shape(self, views: list, notes: list) -> torch.Tensor | None:

@@ -55,6 +55,37 @@ def test_3dmm_fit_recovers_a_synthetic_identity(ict, template):
     assert e_fit < 0.8 * e_mean, (e_fit, e_mean)
 
 
+@pytest.mark.parametrize("world", [False, True])
+def test_landmark_fit_jacobian_matches_finite_differences(template, monkeypatch, world):
+    """The fit's analytic Jacobian (pose + 100 weights, one camera or several in a world frame)
+    equals central differences of its residual, so the fit lands where scipy's own would."""
+    import glvd_core.baselines as bl
+    from glvd_core.cameras import Camera, look_at_rotation
+    from glvd_core.expression.shape_space import identity_modes
+
+    problem, real = {}, bl.least_squares
+
+    def spy(fun, x0, jac, **kw):
+        problem.update(fun=fun, jac=jac, x0=x0)
+        return real(fun, x0, jac=jac, **kw)
+
+    monkeypatch.setattr(bl, "least_squares", spy)
+    B, rng = identity_modes(template), np.random.default_rng(5)
+    face = template.vertices_m + np.tensordot(rng.standard_normal(len(B)), B, axes=1)
+    cams = [Camera.from_fov(256, 256, 30, R=look_at_rotation(yaw, 5, 0), t=[0.01, 0, 0.7]) for yaw in (-30, 0, 35)]
+    if not world:
+        cams = cams[:1]
+    lms = [c.project(face[template.landmarks68]) + rng.normal(0, 2, (68, 2)) for c in cams]
+    fit_cams = cams if world else [Camera(np.eye(3), np.zeros(3), cams[0].K, 256, 256)]
+    bl.fit_identity_to_landmarks(lms, fit_cams, template, B, prior=2.0, world=world,
+                                 prior_mean=rng.standard_normal(len(B)))
+    x = problem["x0"] + rng.normal(0, 0.05, problem["x0"].shape)
+    J, h = problem["jac"](x), 1e-6
+    num = np.stack([(problem["fun"](x + h * e) - problem["fun"](x - h * e)) / (2 * h) for e in np.eye(len(x))], 1)
+    assert J.shape == num.shape
+    np.testing.assert_allclose(J, num, atol=1e-4 * np.abs(num).max())
+
+
 def test_scan_chamfer_aligns_to_convergence_from_poor_landmarks(template):
     """The scan metric scores a mesh against its own surface as ~0 even when the landmarks that
     start the alignment are about a centimetre off (a real scan's landmarks are MediaPipe's, not

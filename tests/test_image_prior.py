@@ -175,3 +175,77 @@ def test_a_candidate_identity_cnn_replaces_the_bundled_one_without_touching_it(a
     np.testing.assert_allclose((w_candidate - w_bundled).numpy(), 0.5, atol=1e-4)
     with pytest.raises(FileNotFoundError, match="no identity CNN weights"):
         Reconstructor.from_pretrained(device="cpu", identity_cnn=tmp_path / "missing.pt")
+
+
+def test_landmark_fit_from_a_reading_moves_it_only_as_far_as_the_landmarks_ask(template):
+    """fit_identity_to_landmarks(prior_mean=w): the fit of a shape-space face's exact landmarks,
+    started from a wrong reading of it, ends nearer the face than the reading; the tighter its
+    prior the nearer the reading it stays; a malformed reading is a clear error."""
+    from glvd_core.baselines import fit_identity_to_landmarks
+    from glvd_core.cameras import Camera, look_at_rotation
+    from glvd_core.evaluate import chamfer_mm
+    from glvd_core.expression.shape_space import identity_modes
+
+    B, mean = identity_modes(template), template.vertices_m.astype(np.float64)
+    rng = np.random.default_rng(11)
+    truth = rng.standard_normal(len(B))
+    reading = truth + 1.2 * rng.standard_normal(len(B))  # a reader's error, about the CNN's (RMS 1.0)
+    cam = Camera.from_fov(256, 256, 30, R=look_at_rotation(20, 5, 0), t=[0, 0, 0.7])
+    lm = cam.project((mean + np.tensordot(truth, B, axes=1))[template.landmarks68])
+    K = [Camera(np.eye(3), np.zeros(3), cam.K, 256, 256)]
+
+    def fused(sd):
+        return fit_identity_to_landmarks([lm], K, template, B, prior=sd ** -2, noise_px=0.5, prior_mean=reading)[0]
+
+    def error_mm(w):
+        return chamfer_mm(mean + np.tensordot(truth, B, axes=1), mean + np.tensordot(w, B, axes=1), template,
+                          align=True, n_points=4000)[0]
+
+    loose, tight = fused(0.5), fused(0.01)
+    assert error_mm(loose) < 0.8 * error_mm(reading), (error_mm(loose), error_mm(reading))
+    assert np.abs(tight - reading).max() < 0.05 < np.abs(loose - reading).max()
+    with pytest.raises(ValueError, match="prior_mean must be 100 finite weights"):
+        fit_identity_to_landmarks([lm], K, template, B, prior_mean=reading[:10])
+
+
+def test_image_prior_fused_with_the_landmarks(astronaut_face):
+    """image_prior_landmark_sd > 0: the CNN's reading is moved by the MAP fit to the photo's
+    landmarks — less than the plain landmark fit moves the mean face, since the reading is the
+    prior; at 0 the reading is used alone; a negative value is refused."""
+    img, det = astronaut_face
+    overrides = {"vertex_prior": "image"}
+    alone = Reconstructor.from_pretrained(device="cpu", overrides=overrides)
+    fused = Reconstructor.from_pretrained(device="cpu", overrides={**overrides, "image_prior_landmark_sd": 0.5})
+    views, cams, notes = fused.prepare([img], landmarks=[det.landmarks478])
+    reading = alone._image_shape(views, [])
+    w = fused._landmark_shape(views, False, [], prior_mean=reading, prior_sd=0.5)
+    plain_fit = fused._landmark_shape(views, False, [])  # the "landmarks" prior: from N(0, 1)
+    moved = (w - reading).norm().item()
+    assert 0.05 < moved < 0.8 * plain_fit.norm().item()
+    a = alone.reconstruct([img], landmarks=[det.landmarks478], prepared=(views, cams, notes))
+    b = fused.reconstruct([img], landmarks=[det.landmarks478], prepared=(views, cams, notes))
+    assert np.abs(a.final_vertices - b.final_vertices).max() > 2e-4  # the fused shape differs (> 0.2 mm)
+    with pytest.raises(ValueError, match="image_prior_landmark_sd must be >= 0"):
+        Reconstructor.from_pretrained(device="cpu", overrides={**overrides, "image_prior_landmark_sd": -1.0})
+
+
+def test_shared_landmark_error_weighs_several_views_as_one(astronaut_face):
+    """prior_landmark_error_shared: V views' landmarks count as one view's (noise x sqrt(V)), so
+    two copies of a photo pull the reading exactly as far as the photo alone does."""
+    from glvd_core.cameras import Camera
+
+    img, det = astronaut_face
+    cam = Camera.from_fov(img.shape[1], img.shape[0], 40)
+    base = {"vertex_prior": "image", "image_prior_landmark_sd": 0.5}
+    shared = Reconstructor.from_pretrained(device="cpu", overrides={**base, "prior_landmark_error_shared": True})
+    scaled = Reconstructor.from_pretrained(device="cpu", overrides={**base, "prior_landmark_noise_px": 4.5 * 2 ** 0.5})
+    independent = Reconstructor.from_pretrained(device="cpu", overrides=base)
+    views, _, _ = shared.prepare([img, img], cameras=[cam, cam], landmarks=[det.landmarks478] * 2)
+    one, _, _ = shared.prepare([img], cameras=[cam], landmarks=[det.landmarks478])
+    reading = shared._image_shape(views, [])
+    w = {name: rec._landmark_shape(v, True, [], prior_mean=reading, prior_sd=0.5)
+         for name, rec, v in (("shared", shared, views), ("scaled", scaled, views), ("independent", independent, views),
+                              ("one view", independent, one))}
+    np.testing.assert_allclose(w["shared"].numpy(), w["scaled"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(w["shared"].numpy(), w["one view"].numpy(), atol=1e-3)
+    assert (w["independent"] - reading).norm() > 1.1 * (w["shared"] - reading).norm()  # two views pull harder

@@ -57,7 +57,19 @@ class GLVDConfig:
                                      # mirror averaging; the reading of a mirrored photo is then the mirror of
                                      # the photo's; measured in docs/RESULTS.md, "Mirror averaging")
     prior_landmark_noise_px: float = 4.5  # "landmarks" prior: assumed 2D landmark error at 256 px of
-                                     # the fit (identity weights ~ N(0, 1)); the 3DMM baseline's value
+                                     # the fit (identity weights ~ N(0, 1)); the 3DMM baseline's value;
+                                     # also the "image" prior's landmark fit (image_prior_landmark_sd)
+    prior_landmark_error_shared: bool = False  # the landmark fits of "landmarks" and image_prior_landmark_sd:
+                                     # True assumes a face's landmark error is the same in every view (a
+                                     # detector placing a landmark elsewhere on that face than the template
+                                     # does), so V views together weigh as one: noise x sqrt(V); False
+                                     # treats the views' errors as independent
+    image_prior_landmark_sd: float = 0.0  # "image" prior: > 0 fuses the CNN's reading w_cnn with the views'
+                                     # 2D landmarks — the MAP fit of the identity weights (+ head pose) to
+                                     # the landmarks with the prior N(w_cnn, sd^2 I) instead of N(0, I), so
+                                     # the landmarks move the reading only where they disagree with it;
+                                     # 0 = the CNN's reading alone (chosen on a validation set, see
+                                     # docs/RESULTS.md, "Fusing the CNN with the landmarks")
     # -- descent / normalisation ----------------------------------------------------------
     frame_scale_m: float = 0.16      # metres per normalised unit
     head_extent_m: float = 0.36      # nominal head height framed by a crop (as the data engine)

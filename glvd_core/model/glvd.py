@@ -55,6 +55,9 @@ class GLVD(nn.Module):
         self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
         if cfg.vertex_prior not in VERTEX_PRIORS:
             raise ValueError(f"vertex_prior must be one of {', '.join(VERTEX_PRIORS)}, not {cfg.vertex_prior!r}")
+        if not cfg.image_prior_landmark_sd >= 0 or not cfg.prior_landmark_noise_px > 0:
+            raise ValueError("image_prior_landmark_sd must be >= 0 and prior_landmark_noise_px > 0, not "
+                             f"{cfg.image_prior_landmark_sd} and {cfg.prior_landmark_noise_px}")
         if cfg.vertex_prior in ("identity",) + SHAPE_INPUT_PRIORS:
             self._init_identity_prior(template, kp)
         self.template_sha256 = template.sha256
