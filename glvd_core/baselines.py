@@ -85,7 +85,7 @@ def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template
         for cam, (Rc, tc), sg in zip(cameras, to_cam, sigma):
             P = (Y @ Rc.T + tc) @ cam.K.T
             uv = P[:, :2] / P[:, 2:3]
-            d_uv = (cam.K[None, :2] - uv[:, :, None] * cam.K[None, 2:3]) / P[:, 2, None, None] @ Rc  # (L, 2, 3)
+            d_uv = ((cam.K[None, :2] - uv[:, :, None] * cam.K[None, 2:3]) / P[:, 2, None, None]) @ Rc  # (L, 2, 3)
             rows.append((d_uv @ dY).reshape(-1, 6 + n_modes) / sg)
         rows.append(np.concatenate([np.zeros((n_modes, 6)), np.sqrt(prior) * np.eye(n_modes)], 1))
         return np.concatenate(rows)
