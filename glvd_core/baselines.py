@@ -61,6 +61,7 @@ def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template
     x0 = np.concatenate([cv2.Rodrigues(R0)[0].ravel(), t0, w0])
     sigma = [noise_px * max(c.width, c.height) / 256 for c in cameras]  # landmark noise, pixels
     to_cam = [(c.R, c.t) if world else (np.eye(3), np.zeros(3)) for c in cameras]
+    d_prior = np.concatenate([np.zeros((n_modes, 6)), np.sqrt(prior) * np.eye(n_modes)], 1)  # constant rows
 
     def shape(x):
         R, dR = cv2.Rodrigues(x[:3])  # dR (3, 9): d vec(R) / d x[:3]
@@ -87,8 +88,7 @@ def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template
             uv = P[:, :2] / P[:, 2:3]
             d_uv = ((cam.K[None, :2] - uv[:, :, None] * cam.K[None, 2:3]) / P[:, 2, None, None]) @ Rc  # (L, 2, 3)
             rows.append((d_uv @ dY).reshape(-1, 6 + n_modes) / sg)
-        rows.append(np.concatenate([np.zeros((n_modes, 6)), np.sqrt(prior) * np.eye(n_modes)], 1))
-        return np.concatenate(rows)
+        return np.concatenate(rows + [d_prior])
 
     x = least_squares(residual, x0, jac=jacobian, method="trf", x_scale="jac", max_nfev=200).x
     return x[6:], cv2.Rodrigues(x[:3])[0], x[3:6]
