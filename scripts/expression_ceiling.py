@@ -1,5 +1,6 @@
 """How much of the error is expression? The held-out synthetic heads are ICT identity *and*
-expression shapes (65 % of them show 1-4 expression modes); the image prior reads identity only.
+expression shapes (41 of the 60 show 1-4 expression modes: the generator leaves 35 % neutral); the
+image prior reads identity only.
 This scores, with the aligned Chamfer of ``evaluate`` (GT narrow face -> shape, mm):
 
 - held-out synthetic (every scene): the mean face; the true identity without its expression;
@@ -49,11 +50,12 @@ def main(argv=None):
             v += np.tensordot(e, E, axes=1)
         return v
 
-    out = {}
-    rows = {"mean face": [], "true identity, no expression": [], "mean face + true expression": []}
+    out, truth = {}, {}  # truth: scene index -> (GT vertices, identity, expression), read once
     for gf in sorted((data / "eval").glob("scene_*/gt.npz")):
         with np.load(gf) as g:
-            gt, w, e = g["vertices_m"], g["identity"], g["expression"]
+            truth[int(gf.parent.name[6:])] = g["vertices_m"], g["identity"], g["expression"]
+    rows = {"mean face": [], "true identity, no expression": [], "mean face + true expression": []}
+    for gt, w, e in truth.values():
         for k, v in zip(rows, (shape(), shape(w), shape(None, e))):
             rows[k].append(chamfer_mm(gt, v, tpl, align=True)[0])
     out["synthetic, every scene"] = {k: float(np.mean(v)) for k, v in rows.items()} | {"scenes": len(rows["mean face"])}
@@ -63,8 +65,7 @@ def main(argv=None):
     wr = read_identity(net, X).double().numpy()
     rows = {"identity CNN": [], "identity CNN + true expression": []}
     for (s, _, _), w in zip(idx, wr):
-        with np.load(data / "eval" / f"scene_{s:05d}" / "gt.npz") as g:
-            gt, e = g["vertices_m"], g["expression"]
+        gt, _, e = truth[s]
         rows["identity CNN"].append(chamfer_mm(gt, shape(w), tpl, align=True)[0])
         rows["identity CNN + true expression"].append(chamfer_mm(gt, shape(w, e), tpl, align=True)[0])
     out["synthetic, view 0 detected"] = {k: float(np.mean(v)) for k, v in rows.items()} | {"scenes": len(idx)}
