@@ -81,6 +81,17 @@ def load_crops(root: Path, views=None):
     return torch.tensor(np.array(X, np.uint8)), Wa, idx
 
 
+def scan_truth(root: Path, idx) -> dict:
+    """Scene index -> (GT points (P, 3) m, 68 landmarks (68, 3) m) of every scan scene named in
+    ``idx`` (as :func:`load_crops` returns it), each file read once."""
+    out = {}
+    for s, _, _ in idx:
+        if s not in out:
+            with np.load(root / f"scene_{s:05d}" / "gt.npz") as g:
+                out[s] = g["points_m"], g["landmarks68_m"]
+    return out
+
+
 def similarity_basis(X0c: np.ndarray) -> np.ndarray:
     """(3n, 7): how the points ``X0c`` (n, 3), centred, move under a small similarity about their
     centre, one column per parameter: scale, then for each axis a translation and a rotation."""

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from image_identity_probe import load_crops, shape_metric  # noqa: E402
+from image_identity_probe import load_crops, scan_truth, shape_metric  # noqa: E402
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.evaluate import chamfer_scan_mm  # noqa: E402
@@ -124,11 +124,7 @@ def main(argv=None):
     # Gains: synthetic in the shape metric against the true weights; the scan in its own metric.
     Wt = sets["val400"][1]
     gain = {("val400", w): (rms(Wt) - rms(readings["val400", w] - Wt)).numpy() for w in nets}
-    scan_gt = {}
-    for s, _, _ in sets["scan48"][2]:
-        if s not in scan_gt:
-            with np.load(dirs["scan48"] / f"scene_{s:05d}" / "gt.npz") as g:
-                scan_gt[s] = g["points_m"], g["landmarks68_m"]
+    scan_gt = scan_truth(dirs["scan48"], sets["scan48"][2])
     mean_err = {s: chamfer_scan_mm(P, L, mean, tpl) for s, (P, L) in scan_gt.items()}
     for w in nets:
         wr = readings["scan48", w].double().numpy()

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from image_identity_probe import load_crops, shape_metric  # noqa: E402
+from image_identity_probe import load_crops, scan_truth, shape_metric  # noqa: E402
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.cameras import load_cameras  # noqa: E402
@@ -95,11 +95,7 @@ def main(argv=None):
 
     sets = {n: load_crops(data / n) for n in ("val150x3", "eval", "eval_scan48")}
     angles = {n: view_angles_deg(data / n, sets[n][2], tpl) for n in ("val150x3", "eval")}
-    scan_gt = {}
-    for s, _, _ in sets["eval_scan48"][2]:
-        if s not in scan_gt:
-            with np.load(data / "eval_scan48" / f"scene_{s:05d}" / "gt.npz") as g:
-                scan_gt[s] = g["points_m"], g["landmarks68_m"]
+    scan_gt = scan_truth(data / "eval_scan48", sets["eval_scan48"][2])
 
     def scan_mm(s, w):
         return chamfer_scan_mm(*scan_gt[s], mean + np.tensordot(w.double().numpy(), B, axes=1), tpl)
