@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from image_identity_probe import load_crops  # noqa: E402
+from image_identity_probe import load_crops, scan_truth  # noqa: E402
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.evaluate import chamfer_mm, chamfer_scan_mm  # noqa: E402
@@ -76,9 +76,9 @@ def main(argv=None):
     X, _, idx = load_crops(data / "eval_scan", views=(0,))
     wr = read_identity(net, X).double().numpy()
     rows = {"mean face": [], "mean face, eyes closed": [], "identity CNN": [], "identity CNN, eyes closed": []}
+    scan_gt = scan_truth(data / "eval_scan", idx)
     for (s, _, _), w in zip(idx, wr):
-        with np.load(data / "eval_scan" / f"scene_{s:05d}" / "gt.npz") as g:
-            P, L = g["points_m"], g["landmarks68_m"]
+        P, L = scan_gt[s]
         for k, v in zip(rows, (shape(), shape(None, blink), shape(w), shape(w, blink))):
             rows[k].append(chamfer_scan_mm(P, L, v, tpl))
     out["scan, view 0 detected"] = {k: float(np.mean(v)) for k, v in rows.items()} | {"scenes": len(idx)}

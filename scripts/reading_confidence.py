@@ -4,7 +4,7 @@ Every identity reader stronger than the bundled one was kept out of the package 
 it reads this real head further from its true shape (docs/RESULTS.md). A natural fix would be a
 gate: use the reading where the reader is sure of it, shrink it towards the mean face where it is
 not. That only works if some signal of the reading itself marks the scan's readings as unusual.
-This script measures four such signals for each CNN, on every detected view, and asks two
+This script measures five such signals for each CNN, on every detected view, and asks two
 questions of each:
 
 - *Is it a confidence at all?* On the fresh synthetic heads of ``data/val400`` (seed 80000, view
@@ -110,9 +110,9 @@ def main(argv=None):
             jit = read_identity(net, Xj.flatten(0, 1), mirror).view(len(X), JITTERS, -1)
             jspread = rms((jit - jit.mean(1, keepdim=True)).flatten(0, 1)).view(len(X), JITTERS).pow(2).mean(1).sqrt()
             readings[name, w] = avg
-            length = rms(avg).numpy()
-            signals[name, w] = {"length": length, "mirror": rms(direct - flipped).numpy(),
-                                "mirror_rel": rms(direct - flipped).numpy() / np.maximum(length, 1e-9),
+            length, mirror_dis = rms(avg).numpy(), rms(direct - flipped).numpy()
+            signals[name, w] = {"length": length, "mirror": mirror_dis,
+                                "mirror_rel": mirror_dis / np.maximum(length, 1e-9),
                                 "jitter": jspread.numpy()}
         print(f"{name}: {len(X)} detected views read", flush=True)
     if len(nets) > 1:

@@ -58,12 +58,14 @@ def view_angles_deg(root: Path, idx, tpl) -> np.ndarray:
     forward (+z) axis; the head's rotation from the template's 68 landmarks to the true ones."""
     T = tpl.vertices_m[tpl.landmarks68].astype(np.float64)
     T = T - T.mean(0)
-    out = []
+    out, scenes = [], {}  # scenes: index -> (cameras, true 68 landmarks), each scene read once
     for s, v, _ in idx:
-        sd = root / f"scene_{s:05d}"
-        cam = load_cameras(sd / "cameras.json")[0][v]
-        with np.load(sd / "gt.npz") as g:
-            L = g["keypoints68_m"].astype(np.float64)
+        if s not in scenes:
+            sd = root / f"scene_{s:05d}"
+            with np.load(sd / "gt.npz") as g:
+                scenes[s] = load_cameras(sd / "cameras.json")[0], g["keypoints68_m"].astype(np.float64)
+        cams, L = scenes[s]
+        cam = cams[v]
         U, _, Vt = np.linalg.svd((L - L.mean(0)).T @ T)
         Rh = U @ np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))]) @ Vt
         d = Rh.T @ (-cam.R.T @ cam.t - L.mean(0))
