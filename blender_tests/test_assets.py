@@ -33,10 +33,10 @@ def test_texture_pixels_match_the_photo_where_the_face_is_seen(addon, synthetic_
     px = np.empty(1024 * 1024 * 4, np.float32)
     img.pixels.foreach_get(px)
     tex = (px.reshape(1024, 1024, 4)[::-1, :, :3] * 255)  # Blender rows run bottom-up
-    np.testing.assert_allclose(tex, job.extras.texture, atol=0.51)  # exactly what glvd_core baked
+    np.testing.assert_allclose(tex, job.result.texture.image, atol=0.51)  # exactly what glvd_core baked
     # at vertices the photo's camera sees face-on, the texel has the photo's colour there
     tpl = load_template()
-    r = job.result
+    r = job.result.reconstruction
     cam = r.cameras[0]
     V = r.final_vertices
     import sys
@@ -47,7 +47,7 @@ def test_texture_pixels_match_the_photo_where_the_face_is_seen(addon, synthetic_
     vis, xy = visible_frontal_vertices(V, cam, tpl, min_cos=0.5)
     assert vis.sum() > 1000
     t = np.rint(uv_to_texel(tpl.uvs[vis], 1024)).astype(int)
-    photo = job.images[0].astype(np.float32)
+    photo = job.inputs.images[0].astype(np.float32)
     xi, yi = np.rint(xy[vis]).astype(int).T
     err = np.abs(tex[t[:, 1], t[:, 0]] - photo[yi, xi]).max(1)
     assert np.median(err) < 6 and np.percentile(err, 90) < 25, (np.median(err), np.percentile(err, 90))
@@ -77,17 +77,17 @@ def test_neutral_rest_shape_follows_the_descent(addon, synthetic_photo):
     from glvd_blender import scene_writer
 
     job, face = reconstruct(synthetic_photo, neutral=True, bake_texture=False, frames_per_step=2)
-    T = job.result.iterations
+    T = job.result.reconstruction.iterations
     scene = bpy.context.scene
     basis = np.array([v.co for v in face.data.shape_keys.key_blocks["Basis"].data], np.float32)
-    M = scene_writer.camera_frame_to_blender(job.result.final_vertices)
+    M = scene_writer.camera_frame_to_blender(job.result.reconstruction.final_vertices)
     scene.frame_set(scene.frame_start + 2 * T)  # the descent's last step, expression included
     np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face),
-                                  scene_writer.local_coordinates(face, M, job.result.final_vertices))
+                                  scene_writer.local_coordinates(face, M, job.result.reconstruction.final_vertices))
     scene.frame_set(scene.frame_start + 2 * (T + 1))  # then the neutral rest shape
     np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), basis)
     assert face["glvd"]["neutral"] and np.abs(basis - scene_writer.local_coordinates(
-        face, M, job.extras.final_vertices)).max() < 1e-6
+        face, M, job.result.final_vertices_m)).max() < 1e-6
 
 
 @pytest.mark.parametrize("fmt", ["glb", "fbx", "obj"])

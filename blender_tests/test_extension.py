@@ -82,30 +82,30 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     job.run()
     assert job.error is None
     ops.write(bpy.context, job)
-    M = scene_writer.camera_frame_to_blender(job.result.final_vertices)
+    M = scene_writer.camera_frame_to_blender(job.result.reconstruction.final_vertices)
     face = bpy.data.objects["GLVD Face"]
     scene = bpy.context.scene
     empties = sorted((o for o in bpy.data.objects if o.type == "EMPTY"), key=lambda o: o.name)
     origin = np.array(face.location)
-    for step in range(job.result.iterations + 1):
+    for step in range(job.result.reconstruction.iterations + 1):
         scene.frame_set(scene.frame_start + 3 * step)
-        world = scene_writer._apply(M, job.result.vertices[step])
-        stored = scene_writer.local_coordinates(face, M, job.result.vertices[step])
+        world = scene_writer._apply(M, job.result.reconstruction.vertices[step])
+        stored = scene_writer.local_coordinates(face, M, job.result.reconstruction.vertices[step])
         np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), stored)  # bit for bit
         np.testing.assert_allclose(stored + origin, world, atol=1e-7)  # the grid costs < 0.1 µm
-        kp = scene_writer._apply(M, job.result.keypoints[step])
+        kp = scene_writer._apply(M, job.result.reconstruction.keypoints[step])
         np.testing.assert_allclose(np.array([e.matrix_world.translation for e in empties]), kp, atol=1e-6)
     # half way between two steps: the linear blend of the two
     scene.frame_set(scene.frame_start + 3 * 2 + 1)
-    a, b = (scene_writer.local_coordinates(face, M, job.result.vertices[k]) for k in (2, 3))
+    a, b = (scene_writer.local_coordinates(face, M, job.result.reconstruction.vertices[k]) for k in (2, 3))
     np.testing.assert_allclose(scene_writer.evaluated_coordinates(face), a + (b - a) / 3, atol=1e-6)
     # looking through the photo's camera, the mesh lies where glvd_core projects it onto the photo
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Vector
 
-    cam = job.result.cameras[0]
+    cam = job.result.reconstruction.cameras[0]
     cam_ob = bpy.data.objects["GLVD Camera 0"]
-    verts = job.result.final_vertices[::97]
+    verts = job.result.reconstruction.final_vertices[::97]
     uv = cam.project(verts)
     bl = np.array([world_to_camera_view(scene, cam_ob, Vector(p))[:2] for p in scene_writer._apply(M, verts)])
     expected = np.stack([(uv[:, 0] + 0.5) / cam.width, 1 - (uv[:, 1] + 0.5) / cam.height], 1)
@@ -153,7 +153,7 @@ def test_scene_writer_cleans_up_after_an_error(addon, synthetic_photo):
     job.run()
     before = counts()
     with pytest.raises(RuntimeError):
-        scene_writer.write_reconstruction(bpy.context.scene, job.result, ["/nonexistent/photo.png"], np.eye(4))
+        scene_writer.write_reconstruction(bpy.context.scene, job.result.reconstruction, ["/nonexistent/photo.png"], np.eye(4))
     assert counts() == before
 
 

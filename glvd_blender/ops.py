@@ -30,76 +30,57 @@ def get_reconstructor(model_path: str, device: str):
 
 @dataclass
 class Job:
-    """One reconstruction: inputs gathered on the main thread, run anywhere."""
+    """One reconstruction: inputs gathered on the main thread, run anywhere (no bpy in ``run``)."""
 
-    photos: list
-    images: list
-    masks: list | None
-    cameras: list | None
-    intrinsics: list
+    inputs: object                # glvd_core.pipeline.Inputs
     to_blender_kind: str          # "camera", "head", "identity"
-    kwargs: dict
+    options: object               # glvd_core.pipeline.PipelineOptions
     model_path: str
     device: str
-    texture_size: int = 0         # 0: no photo texture
-    arkit: bool = False
-    neutral: bool = False
-    extras: object = None         # scene_writer.Extras, filled by run()
+    prepared: tuple | None = None  # Reconstructor.prepare's output, made ahead (batch read-ahead)
     stage: str = ""
     step: int = 0
     total: int = 0
     cancel: bool = False
-    result: object = None
+    result: object = None         # glvd_core.pipeline.PipelineResult
     error: str | None = None
     done: bool = False
     started: float = field(default_factory=time.time)
 
+    @property
+    def photos(self) -> list:
+        return self.inputs.paths
+
     def run(self):
-        Cancelled = core.import_core("reconstruct").Cancelled
+        pipeline = core.import_core("pipeline")
         try:
             rec = get_reconstructor(self.model_path, self.device)
-            self.total = self.kwargs["iterations"] or rec.cfg.iterations
+            self.total = self.options.reconstruct.iterations or rec.cfg.inference.iterations
 
-            def cb(step, v, k):
+            def on_step(step, v, k):
                 self.step = step
                 return not self.cancel
 
-            self.stage = "descent"
-            self.result = rec.reconstruct(self.images, self.masks, self.cameras, intrinsics=self.intrinsics,
-                                          names=self.photos, callback=cb, **self.kwargs)
-            self.extras = self._extras(rec.template)
-        except Cancelled:
+            def on_stage(name):
+                self.stage = name
+                return not self.cancel
+
+            self.result = pipeline.run(rec, self.inputs, self.options, callback=on_step, stage=on_stage,
+                                       prepared=self.prepared)
+            if self.cancel:
+                raise pipeline.Cancelled()
+        except pipeline.Cancelled:
             self.error = "cancelled"
         except Exception as e:  # noqa: BLE001 - shown to the artist, never a traceback
             self.error = str(e) or type(e).__name__
         finally:
             self.done = True
 
-    def _extras(self, template):
-        """Texture, neutral shape and ARKit shapes (numpy only, so off the UI thread)."""
-        r = self.result
-        ex = scene_writer.Extras()
-        if self.neutral:
-            self.stage = "neutral"
-            ex.final_vertices, fit = core.import_core("expression").neutralize(template, r.final_vertices)
-            ex.expression = fit.expression
-        if self.texture_size:
-            self.stage = "texture"
-            bake = core.import_core("texture").bake_texture
-            ex.texture = bake(r.final_vertices, self.images, r.cameras, template, masks=self.masks,
-                              size=self.texture_size).image
-        if self.arkit:
-            self.stage = "blendshapes"
-            rest = r.final_vertices if ex.final_vertices is None else ex.final_vertices
-            ex.arkit = core.import_core("expression").arkit_offsets(template, rest)
-        if self.cancel:
-            raise core.import_core("reconstruct").Cancelled()
-        return ex
-
 
 def gather(context, loaded=None) -> Job:
     """Read the panel settings and load the photos; raises ValueError with an artist-facing message.
-    ``loaded``: what :func:`load_photos` returned for these photos (read ahead by a batch)."""
+    ``loaded``: the :class:`glvd_core.pipeline.Inputs` of these photos, read ahead by a batch."""
+    pipeline = core.import_core("pipeline")
     s = settings(context)
     photos, masks, cameras = [], [], None
     if s.use_camera_backgrounds:
@@ -121,44 +102,41 @@ def gather(context, loaded=None) -> Job:
             masks.append(bpy.path.abspath(p.mask) if p.mask else None)
         if not photos:
             raise ValueError("add a reference photo first")
-    images, intr, mk, scales = loaded or load_photos(photos, masks, s.fov)
+    inputs = loaded or pipeline.load_inputs(photos, masks, default_fov_deg=s.fov)
     if cameras is not None:
         for i in range(len(photos)):
             o, w, h = cameras[i]
             cam = scene_writer.blender_camera_to_cv(o, w, h)
-            if scales[i] != 1:
-                cam = cam.crop_resize(0, 0, scales[i], images[i].shape[1], images[i].shape[0])
+            if inputs.scales[i] != 1:
+                cam = cam.crop_resize(0, 0, inputs.scales[i], inputs.images[i].shape[1], inputs.images[i].shape[0])
             cameras[i] = cam
+        inputs.cameras = cameras
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
-    kwargs = dict(iterations=s.iterations or None, clip=s.clip, seed=s.seed)
-    return Job(photos, images, mk, cameras, intr, kind, kwargs,
-               s.model_path, s.device, texture_size=int(s.texture_size) if s.bake_texture else 0,
-               arkit=s.arkit_shapes, neutral=s.neutral)
+    ReconstructOptions = core.import_core("reconstruct").ReconstructOptions
+    options = pipeline.PipelineOptions(ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed),
+                                       texture_size=int(s.texture_size) if s.bake_texture else 0,
+                                       neutral=s.neutral, arkit=s.arkit_shapes)
+    return Job(inputs, kind, options, s.model_path, s.device)
 
 
-def load_photos(paths, masks, fov_deg):
-    """Photos (and optional masks) from disk, no bpy: (images, intrinsics, masks or None, scales)."""
-    pre = core.import_core("preprocess")
-    images, intr, mk, scales = [], [], [], []
-    for path, mask in zip(paths, masks):
-        ph = pre.load_photo(path, default_fov_deg=fov_deg)
-        images.append(ph.image)
-        intr.append(ph.camera)
-        mk.append(pre.photo.load_mask_for(mask, ph) if mask else None)
-        scales.append(ph.scale)
-    return images, intr, (mk if any(x is not None for x in mk) else None), scales
+def extras_of(result) -> scene_writer.Extras:
+    """What the scene writer adds beyond the descent, from a pipeline result."""
+    neutral = result.expression is not None
+    return scene_writer.Extras(final_vertices=result.final_vertices_m if neutral else None,
+                               texture=None if result.texture is None else result.texture.image,
+                               arkit=result.arkit, expression=result.expression)
 
 
 def write(context, job: Job):
     s = settings(context)
-    r = job.result
+    r = job.result.reconstruction
     M = {"camera": lambda: scene_writer.camera_frame_to_blender(r.final_vertices),
          "head": lambda: scene_writer.HEAD_FRAME_TO_BLENDER,
          "identity": lambda: np.eye(4)}[job.to_blender_kind]()
     out = scene_writer.write_reconstruction(
         context.scene, r, job.photos, M, add_keypoints=s.add_keypoints, keyframe_descent=s.keyframe_descent,
         frames_per_step=s.frames_per_step, add_cameras=s.add_cameras, smooth_shading=s.smooth_shading,
-        extras=job.extras)
+        extras=extras_of(job.result))
     for o in context.view_layer.objects:
         o.select_set(False)
     out["face"].select_set(True)
@@ -198,8 +176,8 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
             s.status = f"Failed: {e}"
             self.report({"ERROR"}, f"could not write the scene: {e}")
             return {"CANCELLED"}
-        r = job.result
-        notes = "; ".join(r.info.get("notes", []))
+        r = job.result.reconstruction
+        notes = "; ".join(job.result.notes)
         s.status = f"Done in {r.timings['total']:.1f} s on {r.info.get('device')}" + (f" ({notes})" if notes else "")
         self.report({"INFO"}, s.status)
         return {"FINISHED"}

@@ -119,7 +119,7 @@ def fit_identity_to_points(points_m: np.ndarray, landmarks68_m: np.ndarray, temp
     normal, in the points' units. Uses no image: it bounds what any method that moves the
     template inside these modes can reach. Returns the weights (M,), the shape (N, 3) in the
     template frame and the similarity (s, R, t) taking the points' frame onto it."""
-    from .evaluate import closest_on_mesh, face_normals, similarity_from_step, similarity_step_columns, umeyama
+    from .geometry import closest_on_mesh, face_normals, similarity_from_step, similarity_step_columns, umeyama
 
     mean = template.vertices_m.astype(np.float64)
     B = np.asarray(modes_m, np.float64)

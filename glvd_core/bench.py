@@ -40,7 +40,7 @@ def timeit(fn, runs, warmup=2, sync=lambda: None):
 
 def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
     """Reference: evaluate g_v's full (N, N, 3) output for every vertex, then take the diagonal."""
-    from .model.glvd import clip_norm
+    from .geometry.tensor import clip_norm
 
     B, V = feats.B, feats.V
     kidx = torch.arange(k.shape[1], device=k.device).expand(B, -1)
@@ -67,8 +67,8 @@ ASTRONAUT_LANDMARKS = Path(__file__).resolve().parent.parent / "docs" / "example
 def _bench_cameras(cfg, B: int, V: int, dev):
     """The bench's frame tensors A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3): identity axes at the
     frame scale, the head 0.6 units ahead, focal 1.2 x the input size."""
-    S = cfg.image_size
-    A = torch.eye(3, device=dev).expand(B, V, 3, 3) * cfg.frame_scale_m
+    S = cfg.arch.image_size
+    A = torch.eye(3, device=dev).expand(B, V, 3, 3) * cfg.arch.frame_scale_m
     b = torch.tensor([0, 0, 0.6], device=dev).expand(B, V, 3)
     K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(B, V, 3, 3)
     return A, b, K
@@ -91,10 +91,10 @@ def time_variants(m: GLVD, dev, batches, variants, runs, sync) -> dict:
     cfg, out = m.cfg, {}
     for B in batches:
         g = torch.Generator(device="cpu").manual_seed(B)
-        S, h = cfg.image_size, cfg.feature_size
+        S, h = cfg.arch.image_size, cfg.arch.feature_size
         x = dict(images=torch.rand(B, 1, 3, S, S, generator=g), masks=torch.ones(B, 1, 1, S, S),
-                 heatmaps=torch.rand(B, 1, cfg.heatmap_channels, h, h, generator=g) ** 8,
-                 keypoints=(torch.rand(B, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent)
+                 heatmaps=torch.rand(B, 1, cfg.arch.heatmap_channels, h, h, generator=g) ** 8,
+                 keypoints=(torch.rand(B, cfg.arch.num_keypoints, 3, generator=g) * 2 - 1) * cfg.inference.kp_init_extent)
         x.update(zip("AbK", _bench_cameras(cfg, B, 1, "cpu")))
         x = {k: v.to(dev).contiguous() for k, v in x.items()}
         ref = None
@@ -115,7 +115,7 @@ def time_variants(m: GLVD, dev, batches, variants, runs, sync) -> dict:
             if ref is None:
                 ref = v
             st.update(faces_per_second=B / (st["median_ms"] / 1000), cuda_graph=captured,
-                      max_vertex_diff_m=float((v - ref).norm(dim=-1).max()) * cfg.frame_scale_m)
+                      max_vertex_diff_m=float((v - ref).norm(dim=-1).max()) * cfg.arch.frame_scale_m)
             out[key] = st
     return out
 
@@ -124,7 +124,7 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
               variants=None) -> dict:
     from . import load_template
     from .reconstruct import Reconstructor
-    from .train.trainer import resolve_device
+    from .checkpoint import resolve_device
 
     dev = resolve_device(device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
@@ -163,24 +163,24 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
             torch.manual_seed(0)
             rec = Reconstructor(GLVD(cfg, tpl), tpl, dev, source=label)
         m = rec.model
-        res = dict(model=label, iterations=cfg.iterations, keypoint_warmup=cfg.keypoint_warmup, vertex_prior=cfg.vertex_prior)
-        S = cfg.image_size
+        res = dict(model=label, iterations=cfg.inference.iterations, keypoint_warmup=cfg.inference.keypoint_warmup, vertex_prior=cfg.inference.vertex_prior)
+        S = cfg.arch.image_size
         with torch.inference_mode():
             for V in (1, 3):
                 img = torch.rand(1, V, 3, S, S, device=dev)
                 msk = torch.ones(1, V, 1, S, S, device=dev)
                 hm = landmark_heatmaps(torch.rand(1, V, 68, 2, device=dev) * S, torch.ones(1, V, 68, dtype=torch.bool, device=dev),
-                                       S, cfg.feature_size, cfg.heatmap_sigma_px)
+                                       S, cfg.arch.feature_size, cfg.arch.heatmap_sigma_px)
                 res[f"encoders_{V}view"] = timeit(lambda: m.encode(img, msk, hm), runs, sync=sync)
                 feats = m.encode(img, msk, hm)
                 A, b, K = _bench_cameras(cfg, 1, V, dev)
                 v = m.vertex_init[None].clone()
-                k = torch.rand(1, cfg.num_keypoints, 3, device=dev) - 0.5
+                k = torch.rand(1, cfg.arch.num_keypoints, 3, device=dev) - 0.5
                 with m.last_layers_frozen():
-                    res[f"descent_step_{V}view"] = timeit(lambda: m.step(feats, v, k, A, b, K, cfg.clip), runs, sync=sync)
+                    res[f"descent_step_{V}view"] = timeit(lambda: m.step(feats, v, k, A, b, K, cfg.inference.clip), runs, sync=sync)
                 if V == 1:
                     res["naive_full_output_step_1view"] = timeit(
-                        lambda: full_output_step(m, feats, v, k, A, b, K, cfg.clip), max(3, runs // 5), warmup=1, sync=sync)
+                        lambda: full_output_step(m, feats, v, k, A, b, K, cfg.inference.clip), max(3, runs // 5), warmup=1, sync=sync)
             # what a user waits for: one photo in, mesh out (face detection, landmarks, head mask included)
             if mediapipe:
                 res["reconstruct_1photo_end_to_end"] = timeit(lambda: rec.reconstruct([photo]), runs, sync=sync)
@@ -195,14 +195,14 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
             Bn = batch
             img = torch.rand(Bn, 1, 3, S, S, device=dev)
             msk = torch.ones(Bn, 1, 1, S, S, device=dev)
-            hm = torch.zeros(Bn, 1, 68, cfg.feature_size, cfg.feature_size, device=dev)
+            hm = torch.zeros(Bn, 1, 68, cfg.arch.feature_size, cfg.arch.feature_size, device=dev)
             A, b, K = _bench_cameras(cfg, Bn, 1, dev)
 
             def batch_run():
                 f = m.encode(img, msk, hm)
-                kk = torch.rand(Bn, cfg.num_keypoints, 3, device=dev) - 0.5
-                return m.descend(f, m.vertex_init[None].expand(Bn, -1, -1), kk, A, b, K, cfg.clip, cfg.iterations,
-                                 cfg.keypoint_warmup)[0]
+                kk = torch.rand(Bn, cfg.arch.num_keypoints, 3, device=dev) - 0.5
+                return m.descend(f, m.vertex_init[None].expand(Bn, -1, -1), kk, A, b, K, cfg.inference.clip, cfg.inference.iterations,
+                                 cfg.inference.keypoint_warmup)[0]
 
             with m.last_layers_frozen():
                 st = timeit(batch_run, max(3, runs // 5), warmup=1, sync=sync)

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 
+DEFAULT_FOV_DEG = 40.0  # field of view across the longer image side when nothing says otherwise (~50 mm full frame)
+
 class CameraError(ValueError):
     """A cameras.json (or camera argument) that cannot be used; the message names the problem."""
 

@@ -38,19 +38,25 @@ def _demo(a) -> int:
     ICT data is present)."""
     from pathlib import Path
 
-    from .reconstruct import demo_reconstruct
+    from .demo import demo_reconstruct
 
     return demo_reconstruct(Path(a.out), seed=a.seed)
 
 
-def parse_overrides(cfg, items) -> dict:
-    """``FIELD=VALUE`` strings -> typed config overrides (bools: true/false/1/0/yes/no)."""
+def parse_overrides(items) -> dict:
+    """``FIELD=VALUE`` strings -> typed flat config overrides (bools: true/false/1/0/yes/no);
+    the values are checked when the config is made."""
+    from .model.config import GLVDConfig
+
     out = {}
     for kv in items:
         k, eq, v = kv.partition("=")
-        if not eq or not hasattr(cfg, k):
+        try:
+            kind = GLVDConfig.field_type(k) if eq else None
+        except ValueError:
+            kind = None
+        if kind is None:
             raise ValueError(f"--set {kv!r}: expected FIELD=VALUE with FIELD a config field")
-        kind = type(getattr(cfg, k))
         if kind is bool:
             if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(f"--set {kv!r}: {k} takes true or false")
@@ -64,7 +70,7 @@ def _train(a) -> int:
     from .model.config import get_config
     from .train.trainer import Trainer, TrainOptions
 
-    cfg = get_config(a.config, **parse_overrides(get_config(a.config), a.set or []))
+    cfg = get_config(a.config, **parse_overrides(a.set or []))
     opts = TrainOptions(ckpt_every=a.ckpt_every, max_scenes=a.max_scenes, device=a.device, threads=a.threads,
                         stop_after=a.stop_after, progress=not a.quiet, init=a.init, amp=a.amp,
                         time_limit_s=a.time_limit * 60, loader_threads=a.loader_threads)
@@ -84,48 +90,39 @@ def _reconstruct(a) -> int:
 
     from .cameras import load_cameras
     from .io import atomic_write_bytes
-    from .preprocess import load_photo
-    from .preprocess.photo import load_mask_for
-    from .reconstruct import Reconstructor
+    from .pipeline import PipelineOptions, load_inputs, run
+    from .reconstruct import Reconstructor, ReconstructOptions
 
-    photos = [load_photo(p, fov_deg=a.fov) for p in a.images]
-    images = [ph.image for ph in photos]
-    masks = None
-    if a.masks:
-        if len(a.masks) != len(images):
-            raise ValueError(f"{len(a.masks)} masks for {len(images)} images")
-        masks = [load_mask_for(m, ph) for m, ph in zip(a.masks, photos)]
-    cams = None
+    inputs = load_inputs(a.images, a.masks or None, fov_deg=a.fov)
     if a.cameras:
         cams, _ = load_cameras(a.cameras)
-        if len(cams) != len(images):
-            raise ValueError(f"{a.cameras}: {len(cams)} views for {len(images)} images")
-        for c, ph in zip(cams, photos):
-            if ph.scale != 1:
-                raise ValueError(f"{ph.path}: photos with cameras.json must be at most 2048 px (cameras are in their pixels)")
+        if len(cams) != len(inputs.images):
+            raise ValueError(f"{a.cameras}: {len(cams)} views for {len(inputs.images)} images")
+        for path, scale in zip(inputs.paths, inputs.scales):
+            if scale != 1:
+                raise ValueError(f"{path}: photos with cameras.json must be at most 2048 px (cameras are in their pixels)")
+        inputs.cameras = cams
+    options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect),
+                              texture_size=a.texture, neutral=a.neutral)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
-    r = rec.reconstruct(images, masks, cams, iterations=a.iterations, clip=a.clip, seed=a.seed,
-                        intrinsics=[ph.camera for ph in photos], detect=not a.no_detect,
-                        names=[ph.path for ph in photos])
-    for n in r.info.get("notes", []):
+    res = run(rec, inputs, options)
+    r = res.reconstruction
+    for n in res.notes:
         print(f"note: {n}")
-    final = r.final_vertices
     if a.neutral:
-        from .expression import neutralize
-
-        final, fit = neutralize(rec.template, final)
-        top = sorted(fit.expression.items(), key=lambda kv: -kv[1])[:3]
+        top = sorted(res.expression.items(), key=lambda kv: -kv[1])[:3]
         removed = ", ".join(f"{k} {v:.2f}" for k, v in top if v > 0.05)
         print(f"neutral: removed {removed}" if removed else "neutral: no expression found")
-    if a.texture:
-        from .texture import bake_texture, write_textured_obj
+    if res.texture is not None:
+        from .texture import write_textured_obj
 
-        tex = bake_texture(r.final_vertices, images, r.cameras, rec.template, masks=masks, size=a.texture)
-        paths = write_textured_obj(a.output, final, rec.template, tex, header=f"GLVD reconstruction, metres, frame {r.frame}")
+        tex = res.texture
+        paths = write_textured_obj(a.output, res.final_vertices_m, rec.template, tex,
+                                   header=f"GLVD reconstruction, metres, frame {r.frame}")
         print(f"texture {a.texture}px: {100 * tex.stats['seen']:.0f}% seen, {100 * tex.stats['mirrored']:.0f}% mirrored, "
               f"{100 * tex.stats['filled']:.0f}% filled -> {paths[2]}")
     else:
-        r.save_obj(a.output, vertices=final)
+        r.save_obj(a.output, vertices=res.final_vertices_m)
     if a.trajectory:
         r.save_trajectory(a.trajectory)
     if a.json:
@@ -139,18 +136,13 @@ def _evaluate(a) -> int:
     from .evaluate import evaluate, format_table, save_json
     from .reconstruct import Reconstructor
 
-    from .model.config import GLVDConfig
-
-    from .preprocess import detect
-
-    detect.LANDMARK_MAP = a.landmark_map
-    overrides = parse_overrides(GLVDConfig(), a.set or [])
+    overrides = parse_overrides(a.set or [])
     models = {"GLVD": Reconstructor.from_pretrained(a.weights, device=a.device, overrides=overrides,
                                                     identity_cnn=a.identity_cnn)}
     if a.lvd_weights:
         models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
     res = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap,
-                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step, start=a.start)
+                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step)
     print(format_table(res))
     if a.json:
         save_json(a.json, dict(data=str(a.data), command=" ".join(sys.argv), **res))
@@ -191,7 +183,7 @@ def _preprocess(a) -> int:
     d = MediaPipeFaces.detect(ph.image, where=a.image)
     pose = solve_pnp(d.landmarks68, ph.camera, tpl)
     mask = head_mask(ph.image.shape[:2], ph.camera, pose, d.person_mask)
-    x0, y0, side = head_crop(ph.camera, pose, cfg.head_extent_m, cfg.nominal_fill)
+    x0, y0, side = head_crop(ph.camera, pose, cfg.arch.head_extent_m, cfg.arch.nominal_fill)
     if a.overlay:
         img = ph.image[..., ::-1].copy()
         cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -258,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
+    p = sub.add_parser("train-identity", add_help=False,
+                       help="train the identity CNN of the image prior: 'prepare' here, then 'train' (CUDA when present)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("glvd_core.train.identity", fromlist=["main"]).main(a.args) or 0)
     p = sub.add_parser("reconstruct", help="reconstruct a face mesh (OBJ) from photos")
     p.add_argument("images", nargs="+")
     p.add_argument("--output", required=True, help="OBJ path (metres)")
@@ -288,12 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
     p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
-    p.add_argument("--landmark-map", choices=["nearest", "learned"], default="nearest",
-                   help="MediaPipe 478 -> 68 map for the detected landmarks (docs/PREPROCESS.md)")
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
-    p.add_argument("--start", default="template", choices=["template", "posed"], help="descent start (see reconstruct)")
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE",
-                   help="inference settings of the GLVD model, e.g. vertex_prior=identity prior_noise_m=0.008")
+                   help="inference settings of the GLVD model, e.g. iterations=8 keypoint_warmup=3 vertex_prior=keypoints")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("compare", help="paired difference of two evaluate --json results, scene by scene")

@@ -14,107 +14,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
+from .geometry import align_mesh_to_points, point_to_mesh, umeyama
 from .template import Template
-
-
-def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Closest points (..., 3) on triangles (a, b, c) to points p (Ericson, vectorised)."""
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
-    bp = p - b
-    d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
-    cp = p - c
-    d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    denom = 1.0 / np.where(np.abs(va + vb + vc) < 1e-30, 1e-30, va + vb + vc)
-    v = vb * denom
-    w = vc * denom
-    out = a + ab * v[..., None] + ac * w[..., None]  # inside the face region
-    # edge regions
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_ab = d1 / (d1 - d3)
-        t_ac = d2 / (d2 - d6)
-        t_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-    m_bc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
-    out = np.where(m_bc[..., None], b + (c - b) * np.nan_to_num(t_bc)[..., None], out)
-    m_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
-    out = np.where(m_ac[..., None], a + ac * np.nan_to_num(t_ac)[..., None], out)
-    m_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
-    out = np.where(m_ab[..., None], a + ab * np.nan_to_num(t_ab)[..., None], out)
-    # vertex regions
-    out = np.where(((d6 >= 0) & (d5 <= d6))[..., None], c, out)
-    out = np.where(((d3 >= 0) & (d4 <= d3))[..., None], b, out)
-    out = np.where(((d1 <= 0) & (d2 <= 0))[..., None], a, out)
-    return out
-
-
-def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16):
-    """For each point (P, 3) its exact closest point on a triangle mesh: distance (P,), the point
-    (P, 3) and the index of its face (P,) (candidates: the k nearest face centroids)."""
-    v = np.asarray(vertices, np.float64)
-    cent = v[faces].mean(1)
-    _, cand = cKDTree(cent).query(points, k=min(k, len(faces)))
-    cand = cand.reshape(len(points), -1)
-    tri = faces[cand]
-    q = closest_point_on_triangles(points[:, None, :], v[tri[..., 0]], v[tri[..., 1]], v[tri[..., 2]])
-    d = np.linalg.norm(q - points[:, None, :], axis=-1)
-    best = d.argmin(1)
-    r = np.arange(len(d))
-    return d[r, best], q[r, best], cand[r, best]
-
-
-def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16,
-                  return_points: bool = False):
-    """Exact distance (P,) from each point to a triangle mesh (candidates: k nearest centroids);
-    with ``return_points`` also the closest points (P, 3)."""
-    d, q, _ = closest_on_mesh(points, vertices, faces, k)
-    return (d, q) if return_points else d
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit normals (F, 3) of a mesh's faces."""
-    v = np.asarray(vertices, np.float64)
-    n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-
-
-def similarity_step_columns(q: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """(P, 7) Jacobian of the plane residuals n·(Y - g) at closest points q (P, 3) with normals
-    n (P, 3) for a small similarity step of the mesh, Y = (1 + sigma) q + omega x q + tau, in the
-    order (sigma, omega (3), tau (3)); see :func:`similarity_from_step`."""
-    return np.concatenate([(n * q).sum(1, keepdims=True), np.cross(q, n), n], 1)
-
-
-def similarity_from_step(x: np.ndarray):
-    """The similarity (s, R, t) of a step (sigma, omega, tau) of :func:`similarity_step_columns`."""
-    import cv2
-
-    return 1.0 + x[0], cv2.Rodrigues(np.asarray(x[1:4], np.float64))[0], np.asarray(x[4:7], np.float64)
-
-
-def align_mesh_to_points(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, iters: int = 30,
-                         tol: float = 1e-4) -> np.ndarray:
-    """The mesh (V, 3) moved by the similarity that minimises the squared distances from the
-    points (P, 3) to it: point-to-plane ICP (linearised similarity steps, Gauss-Newton), until a
-    step lowers the mean squared plane distance by less than the fraction ``tol`` (a step that
-    raised it is undone), or after ``iters`` steps."""
-    X = prev = np.asarray(vertices, np.float64)
-    last = np.inf
-    for _ in range(iters):
-        _, q, f = closest_on_mesh(points, X, faces)
-        n = face_normals(X, faces)[f]
-        r = ((points - q) * n).sum(1)
-        if (r ** 2).mean() > (1 - tol) * last:
-            return prev if (r ** 2).mean() > last else X
-        last, prev = (r ** 2).mean(), X
-        x = np.linalg.lstsq(similarity_step_columns(q, n), r, rcond=None)[0]
-        s, R, t = similarity_from_step(x)
-        X = s * X @ R.T + t
-    return X
 
 
 def chamfer_scan_mm(gt_points: np.ndarray, gt_landmarks: np.ndarray, pred_vertices: np.ndarray, template: Template,
@@ -127,19 +29,6 @@ def chamfer_scan_mm(gt_points: np.ndarray, gt_landmarks: np.ndarray, pred_vertic
         s, R, t = umeyama(pred[template.landmarks68], gt_landmarks)
         pred = align_mesh_to_points(gt_points, s * pred @ R.T + t, template.faces)
     return float(point_to_mesh(gt_points, pred, template.faces).mean() * 1000)
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True):
-    """Similarity (s, R, t) minimising |s R src + t - dst|^2 over corresponding points."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    U, S, Vt = np.linalg.svd(xd.T @ xs / len(src))
-    D = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        D[2, 2] = -1
-    R = U @ D @ Vt
-    s = (S * np.diag(D)).sum() / (xs ** 2).sum(1).mean() if scale else 1.0
-    return s, R, mu_d - s * R @ mu_s
 
 
 @dataclass
@@ -231,7 +120,7 @@ def paired_difference(ours_mm, theirs_mm, level: float = 0.95) -> dict:
 
 def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
              heatmap: str | None = None, oracle_landmarks: bool = False, baselines: bool = True,
-             per_step: bool = False, start: str = "template", log=print) -> dict:
+             per_step: bool = False, log=print) -> dict:
     """Run each model (name -> Reconstructor) and the baselines on a dataset's scenes.
 
     The real pipeline: 2D landmarks from the detector (``oracle_landmarks``: projected GT), the
@@ -244,7 +133,6 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
     from .data import GLVDDataset
     from .io import InputError
     from .preprocess import MediaPipeFaces
-    from .preprocess.detect import LANDMARK_MAP
 
     ds = GLVDDataset(data)
     tpl = template or load_template()
@@ -286,8 +174,7 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
         for name, rec in models.items():
             # the models get the detector's 478 points (mapped to the same 68 inside; the "image"
             # prior crops the face with them)
-            r = rec.reconstruct(imgs, masks, landmarks=lms if dets is None else [d.landmarks478 for d in dets],
-                                start=start, **kw)
+            r = rec.reconstruct(imgs, masks, landmarks=lms if dets is None else [d.landmarks478 for d in dets], **kw)
             preds[name] = (r.final_vertices, r.timings["total"])
             if name == next(iter(models)):
                 mean_face = r.vertices[0]  # the descent's start: the mean template where it begins
@@ -326,8 +213,8 @@ def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: 
               for name in table if name != ours}
     per_scene = dict(scenes=scored, **{name: [float(e) for e in rows[name]["aligned"]] for name in table})
     out = dict(table=table, paired_aligned_mm=paired, per_scene_aligned_mm=per_scene,
-               skipped_no_face=skipped, scenes_tried=n, views=views, start=start,
-               landmarks="oracle (projected GT)" if oracle_landmarks else f"detector (MediaPipe, {LANDMARK_MAP} map)")
+               skipped_no_face=skipped, scenes_tried=n, views=views,
+               landmarks="oracle (projected GT)" if oracle_landmarks else "detector (MediaPipe)")
     if per_step:
         out["per_step_aligned_mm"] = {k: np.mean(v, 0).tolist() for k, v in steps.items() if v}
     if heatmap:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -13,14 +16,40 @@ class InputError(ValueError):
     """Bad user input (a file that cannot be used); the message names the file and the problem."""
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_writer(path: str | Path):
+    """``with atomic_writer(path) as f:`` — a binary file that appears under ``path`` only when
+    the block ends without an error (written to a hidden temporary name, synced, renamed); on an
+    error the temporary file is removed and ``path`` is left as it was. The temporary name is
+    fixed (``.NAME.tmp``), so one left by a killed process is replaced by the next write."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all or nothing (:func:`atomic_writer`)."""
+    with atomic_writer(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def save_npz_deterministic(path: str | Path, **arrays) -> None:
+    """Like np.savez_compressed but with fixed zip timestamps (same arrays -> same bytes),
+    written to a temporary name and renamed (atomic)."""
+    with atomic_writer(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, buf.getvalue())
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from .cameras import Camera, CameraError
-from .io import InputError, write_obj
-from .model.config import GLVDConfig, get_config
+from .cameras import DEFAULT_FOV_DEG, Camera, CameraError
+from .io import InputError, save_npz_deterministic, write_obj
+from .model.config import GLVDConfig, InferenceConfig, get_config
 from .model.frame import Frame, make_frame
 from .model.glvd import GLVD, landmark_heatmaps
 from .template import Template, load_template
-from .train.trainer import load_checkpoint, resolve_device
+from .checkpoint import load_checkpoint, resolve_device
 
-DEFAULT_FOV_DEG = 40.0
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
 # Config fields a trained model's user may change (they do not touch the weights).
-INFERENCE_FIELDS = ("iterations", "clip", "keypoint_warmup", "kp_init_extent", "vertex_prior", "prior_noise_m",
-                    "image_prior_mirror", "image_prior_landmark_sd", "prior_landmark_noise_px",
-                    "prior_landmark_error_shared")
+INFERENCE_FIELDS = tuple(f.name for f in fields(InferenceConfig))
 RUNAWAY_LIMIT = 8.0  # normalised units (~1.3 m): a vertex beyond this means the descent diverged
 
 
@@ -45,6 +42,34 @@ class Cancelled(Exception):
 
 class DescentError(RuntimeError):
     """The descent produced non-finite or runaway positions; nothing was returned."""
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """Per-call settings of :meth:`Reconstructor.reconstruct`; None takes the model's own.
+
+    Attributes:
+        iterations: descent steps T (the result keeps T + 1 shapes); the bundled model's is 12.
+        clip: displacement clip per step (normalised units; the model's, 0.1).
+        seed: seeds the keypoints' uniform start; the result is deterministic for a seed.
+        keypoint_warmup: the first W of the steps move only the keypoints.
+        fov_deg: field of view (degrees, longer side) of photos without cameras or intrinsics
+            (default ``DEFAULT_FOV_DEG``).
+        detect: detect faces when no landmarks are given (False: the whole photo, no heatmaps).
+    """
+
+    iterations: int | None = None
+    clip: float | None = None
+    seed: int = 0
+    keypoint_warmup: int | None = None
+    fov_deg: float | None = None
+    detect: bool = True
+
+    def __post_init__(self):
+        if self.iterations is not None and self.iterations < 0:
+            raise ValueError("iterations must be >= 0")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError("clip must be > 0")
 
 
 @dataclass
@@ -87,8 +112,6 @@ class Reconstruction:
                   header=f"GLVD reconstruction, {what}, metres, frame: {self.frame} (OpenCV axes)")
 
     def save_trajectory(self, path) -> None:
-        from .data.dataset import save_npz_deterministic
-
         save_npz_deterministic(path, vertices=self.vertices, keypoints=self.keypoints, faces=self.faces,
                                keypoint_indices=self.keypoint_indices)
 
@@ -164,7 +187,7 @@ class Reconstructor:
                         overrides: dict | None = None, identity_cnn: str | Path | None = None) -> "Reconstructor":
         """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda).
         ``overrides``: inference settings replacing the model's own, any of
-        :data:`INFERENCE_FIELDS` (e.g. ``{"vertex_prior": "identity"}`` for experiments).
+        :data:`INFERENCE_FIELDS` (e.g. ``{"iterations": 8}``).
         ``identity_cnn``: other weights for the ``"image"`` prior's CNN than the bundled ones (a
         candidate to evaluate); loaded here, so a missing or mismatched file fails now."""
         if identity_cnn is not None:
@@ -187,7 +210,7 @@ class Reconstructor:
         if bad:
             raise ValueError(f"cannot override {', '.join(bad)} of a trained model; inference settings are "
                              f"{', '.join(INFERENCE_FIELDS)}")
-        cfg = replace(cfg, **overrides)
+        cfg = cfg.replace(**overrides)
         model = GLVD(cfg, tpl)
         state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck["model"].items()}
         try:
@@ -271,64 +294,53 @@ class Reconstructor:
             if lms[i] is not None:
                 try:
                     pose = solve_pnp(lms[i], cams[i], self.template)
-                    crop = head_crop(cams[i], pose, self.cfg.head_extent_m, self.cfg.nominal_fill)
+                    crop = head_crop(cams[i], pose, self.cfg.arch.head_extent_m, self.cfg.arch.nominal_fill)
                     if ms[i] is None and dets[i] is not None:
                         ms[i] = head_mask(imgs[i].shape[:2], cams[i], pose, dets[i].person_mask)
                 except ValueError as e:
                     notes.append(f"{names[i]}: {e}; using the whole photo")
-            views.append(prepare_view(imgs[i], ms[i], cams[i], lms[i], self.cfg.image_size, names[i], crop))
+            views.append(prepare_view(imgs[i], ms[i], cams[i], lms[i], self.cfg.arch.image_size, names[i], crop))
             views[-1].pose = pose
-            if self.cfg.vertex_prior == "image" and p478s[i] is not None:
+            if self.cfg.inference.vertex_prior == "image" and p478s[i] is not None:
                 views[-1].face_crop = face_crop(imgs[i], p478s[i])
         return views, cams, notes
 
     @torch.inference_mode()
-    def reconstruct(self, images, masks=None, cameras=None, iterations: int | None = None, clip: float | None = None,
-                    seed: int = 0, callback=None, landmarks=None, fov_deg: float | None = None, intrinsics=None,
-                    detect: bool = True, names=None, start: str = "template",
-                    keypoint_warmup: int | None = None, prepared: tuple | None = None) -> Reconstruction:
+    def reconstruct(self, images, masks=None, cameras=None, options: ReconstructOptions | None = None, *,
+                    landmarks=None, intrinsics=None, names=None, callback=None,
+                    prepared: tuple | None = None) -> Reconstruction:
         """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
 
         Args:
             masks: optional head masks (H, W) per image (255 = head).
             cameras: optional list of :class:`Camera` (original image pixels, metres) — needed for
                 several images; the result is then in their world frame.
-            iterations: descent steps T (the result keeps T + 1 shapes); default: the model's
-                (``cfg.iterations``: 12 for the bundled model, 10 in the paper config).
-            clip: displacement clip per step (normalised units; default the model's, 0.1).
-            seed: seeds the keypoints' uniform start; the result is deterministic for a seed.
-            callback: ``callback(step, vertices_m, keypoints_m)`` after each step; returning False
-                raises :class:`Cancelled`, an exception it raises propagates. Nothing is kept.
+            options: :class:`ReconstructOptions` (steps, clip, seed, field of view, detection).
             landmarks: optional 2D landmarks per image (original pixels): (68, 2) in the Multi-PIE
                 layout, or MediaPipe's (478, 3) points as detected (``FaceDetection.landmarks478``:
                 mapped to the 68; the ``"image"`` prior crops the face with them); by default they
                 are detected (MediaPipe). They make the keypoint heatmaps, the
                 crop (PnP head pose) and, for several photos without cameras, the cameras.
-            fov_deg: field of view of uncalibrated photos (default 40 deg) unless ``intrinsics``.
             intrinsics: optional per-image :class:`Camera` giving K only (e.g. from EXIF).
-            detect: detect faces when no landmarks are given (False: use the whole photo).
             names: per-image names for messages (file names).
-            start: "template" (the frontal template at the head centre, as trained) or "posed"
-                (the template at view 0's PnP head pose; needs landmarks).
-            keypoint_warmup: the first W of the ``iterations`` steps move only the keypoints (the
-                vertex branch is trained with near-true keypoints); default: the model's.
+            callback: ``callback(step, vertices_m, keypoints_m)`` after each step; returning False
+                raises :class:`Cancelled`, an exception it raises propagates. Nothing is kept.
             prepared: what :meth:`prepare` returned for these same arguments, computed ahead (a
                 batch prepares the next input — face detection, masks — while this one descends).
         """
-        iterations = self.cfg.iterations if iterations is None else int(iterations)
-        if iterations < 0:
-            raise ValueError("iterations must be >= 0")
-        clip = self.cfg.clip if clip is None else float(clip)
-        if not clip > 0:
-            raise ValueError("clip must be > 0")
+        o = options or ReconstructOptions()
+        cfg = self.cfg.inference
+        iterations = cfg.iterations if o.iterations is None else int(o.iterations)
+        clip = cfg.clip if o.clip is None else float(o.clip)
+        warm = cfg.keypoint_warmup if o.keypoint_warmup is None else int(o.keypoint_warmup)
         t0 = time.perf_counter()
         if prepared is None:
-            prepared = self.prepare(images, masks, cameras, landmarks, fov_deg, intrinsics, detect, names)
+            prepared = self.prepare(images, masks, cameras, landmarks, o.fov_deg, intrinsics, o.detect, names)
         views, cams_used, notes = prepared
         notes = list(notes)
-        frame = make_frame([v.camera for v in views], self.cfg.frame_scale_m, self.cfg.head_extent_m,
-                           self.cfg.nominal_fill)
-        dev, cfg = self.device, self.cfg
+        arch = self.cfg.arch
+        frame = make_frame([v.camera for v in views], arch.frame_scale_m, arch.head_extent_m, arch.nominal_fill)
+        dev = self.device
         f32 = torch.float32
         img = torch.as_tensor(np.stack([v.image for v in views]), device=dev).permute(0, 3, 1, 2)[None].to(f32) / 255
         msk = torch.as_tensor(np.stack([v.mask for v in views]), device=dev)[None, :, None].to(f32) / 255
@@ -336,92 +348,54 @@ class Reconstructor:
             lm = torch.as_tensor(np.stack([v.landmarks for v in views]), dtype=f32, device=dev)[None]
             ok = torch.ones(lm.shape[:3], dtype=torch.bool, device=dev)
         else:
-            lm = torch.zeros(1, len(views), cfg.heatmap_channels, 2, device=dev)
-            ok = torch.zeros(1, len(views), cfg.heatmap_channels, dtype=torch.bool, device=dev)
+            lm = torch.zeros(1, len(views), arch.heatmap_channels, 2, device=dev)
+            ok = torch.zeros(1, len(views), arch.heatmap_channels, dtype=torch.bool, device=dev)
         A = torch.as_tensor(frame.A, dtype=f32, device=dev)[None]
         b = torch.as_tensor(frame.b, dtype=f32, device=dev)[None]
         K = torch.as_tensor(frame.K, dtype=f32, device=dev)[None]
         self._sync()
         t1 = time.perf_counter()
-        hm = landmark_heatmaps(lm, ok, cfg.image_size, cfg.feature_size, cfg.heatmap_sigma_px)
+        hm = landmark_heatmaps(lm, ok, arch.image_size, arch.feature_size, arch.heatmap_sigma_px)
         feats = self.model.encode(img, msk, hm)
         world = cameras is not None or len(views) > 1
-        if cfg.vertex_prior == "landmarks":
-            feats.shape_w = self._landmark_shape(views, world, notes)
-        elif cfg.vertex_prior == "image":
+        if cfg.vertex_prior == "image":
             feats.shape_w = self._image_shape(views, notes)
-            if cfg.image_prior_landmark_sd > 0 and feats.shape_w is not None:
-                feats.shape_w = self._landmark_shape(views, world, notes, prior_mean=feats.shape_w,
-                                                     prior_sd=cfg.image_prior_landmark_sd)
         self._sync()
         t2 = time.perf_counter()
-        g = torch.Generator().manual_seed(int(seed))
-        k = ((torch.rand(1, cfg.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
+        g = torch.Generator().manual_seed(int(o.seed))
+        k = ((torch.rand(1, arch.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
         v = self.model.vertex_init[None].clone()
-        if start == "posed" and views[0].pose is not None:
-            v = torch.as_tensor(self._posed_start(views[0], frame, world), dtype=f32, device=dev)[None]
-        elif start not in ("template", "posed"):
-            raise ValueError(f"start must be 'template' or 'posed', not {start!r}")
         out = self._output_map(frame, world)
-        warm = cfg.keypoint_warmup if keypoint_warmup is None else int(keypoint_warmup)
         traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
         with self.model.last_layers_frozen():
-            for t in range(iterations):
-                ts = time.perf_counter()
-                v, k = self.model.step(feats, v, k, A, b, K, clip, move_vertices=t >= warm)
+            ts = time.perf_counter()
+            for t, (v, k) in enumerate(self.model.descent(feats, v, k, A, b, K, clip, iterations, warm), 1):
                 vn, kn = v[0].cpu().numpy(), k[0].cpu().numpy()
                 steps.append(time.perf_counter() - ts)
                 if not (np.isfinite(vn).all() and np.isfinite(kn).all()):
-                    raise DescentError(f"descent step {t + 1} produced non-finite positions (model {self.source})")
+                    raise DescentError(f"descent step {t} produced non-finite positions (model {self.source})")
                 if np.abs(vn).max() > RUNAWAY_LIMIT or np.abs(kn).max() > RUNAWAY_LIMIT:
-                    raise DescentError(f"descent step {t + 1} ran away (|x| > {RUNAWAY_LIMIT} units; model {self.source})")
+                    raise DescentError(f"descent step {t} ran away (|x| > {RUNAWAY_LIMIT} units; model {self.source})")
                 traj_v.append(vn)
                 traj_k.append(kn)
-                if callback is not None and callback(t + 1, out(vn), out(kn)) is False:
-                    raise Cancelled(f"cancelled after step {t + 1} of {iterations}")
+                if callback is not None and callback(t, out(vn), out(kn)) is False:
+                    raise Cancelled(f"cancelled after step {t} of {iterations}")
+                ts = time.perf_counter()
         t3 = time.perf_counter()
         V_m = np.stack([out(x) for x in traj_v]).astype(np.float32)
         K_m = np.stack([out(x) for x in traj_k]).astype(np.float32)
         timings = dict(prepare=t1 - t0, encode=t2 - t1, descent=t3 - t2, total=time.perf_counter() - t0, steps=steps)
         return Reconstruction(V_m, K_m, self.template.faces, self.template.uvs,
-                              self.template.keypoint_indices(cfg.num_keypoints), cams_used,
+                              self.template.keypoint_indices(arch.num_keypoints), cams_used,
                               "world" if world else "camera", timings,
-                              info=dict(model=self.source, config=cfg.name, device=str(self.device), seed=int(seed),
-                                        clip=clip, views=len(views), notes=notes))
-
-    def _landmark_shape(self, views: list, world: bool, notes: list, prior_mean: torch.Tensor | None = None,
-                        prior_sd: float = 1.0) -> torch.Tensor | None:
-        """(1, M) identity weights of the ``"landmarks"`` prior: the MAP fit of the template's
-        identity modes to the views' 2D landmarks through their cameras, weights ~ N(0, 1) (None,
-        and a note, when a view has no landmarks: the prior keeps the mean shape). With
-        ``prior_mean`` (1, M) — the ``"image"`` prior's reading — the weights are
-        ~ N(prior_mean, prior_sd^2 I) instead, and without landmarks that reading is kept."""
-        from .baselines import fit_identity_to_landmarks
-        from .expression.shape_space import identity_modes
-
-        if any(v.landmarks is None for v in views):
-            notes.append("no landmarks for the shape prior: it keeps " +
-                         ("the template's mean shape" if prior_mean is None else "the identity CNN's reading alone"))
-            return prior_mean
-        cams = [v.camera for v in views]
-        if not world:  # one view in its own camera frame
-            c = cams[0]
-            cams = [Camera(np.eye(3), np.zeros(3), c.K, c.width, c.height)]
-        w, _, _ = fit_identity_to_landmarks([v.landmarks for v in views], cams, self.template,
-                                            identity_modes(self.template), world=world,
-                                            noise_px=self.cfg.prior_landmark_noise_px
-                                            * (np.sqrt(len(views)) if self.cfg.prior_landmark_error_shared else 1.0),
-                                            prior=prior_sd ** -2,
-                                            prior_mean=None if prior_mean is None else
-                                            prior_mean[0].detach().cpu().double().numpy())
-        return torch.as_tensor(w, dtype=torch.float32, device=self.device)[None]
+                              info=dict(model=self.source, config=self.cfg.name, device=str(self.device),
+                                        seed=int(o.seed), clip=clip, views=len(views), notes=notes))
 
     def _image_shape(self, views: list, notes: list) -> torch.Tensor | None:
         """(1, M) identity weights of the ``"image"`` prior: the identity CNN's prediction from the
         face crops, averaged over the views that have one (None, and a note, when none has: the
-        prior keeps the mean shape); with ``image_prior_mirror`` each crop is read mirrored too
-        (:func:`~glvd_core.model.identity_cnn.read_identity`)."""
-        from .model.identity_cnn import load_identity_cnn, mirror_weight_map, read_identity
+        prior keeps the mean shape)."""
+        from .model.identity_cnn import load_identity_cnn
 
         crops = [v.face_crop for v in views if v.face_crop is not None]
         if len(crops) < len(views):
@@ -429,18 +403,8 @@ class Reconstructor:
                          "landmarks to crop the face" + ("; it keeps the template's mean shape" if not crops else ""))
         if not crops:
             return None
-        mirror = mirror_weight_map(self.template) if self.cfg.image_prior_mirror else None
-        w = read_identity(load_identity_cnn(self.identity_cnn), torch.as_tensor(np.stack(crops)), mirror).mean(0)
+        w = load_identity_cnn(self.identity_cnn).predict(torch.as_tensor(np.stack(crops))).mean(0)
         return w.to(self.device)[None]
-
-    def _posed_start(self, view: PreparedView, frame: Frame, world: bool) -> np.ndarray:
-        """Template at the PnP head pose of view 0, in the normalised frame (single view: placed
-        at the nominal depth, like the training targets)."""
-        T = self.template.vertices_m.astype(np.float64)
-        X = (T - T.mean(0)) @ view.pose.R.T + view.pose.t  # view-0 camera coordinates
-        if not world:
-            X *= frame.c_cam0[2] / view.pose.t[2]
-        return (X - frame.c_cam0) / frame.scale_m
 
     @staticmethod
     def _output_map(frame: Frame, world: bool):
@@ -451,49 +415,3 @@ class Reconstructor:
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
-
-
-def demo_reconstruct(out: Path, seed: int = 123) -> int:
-    """The demo: the bundled model on the bundled public-domain photos (OBJ + JSON per photo, the
-    descent trajectory), then — when the ICT data is available — a rendered synthetic head with
-    its Chamfer error against the ground truth."""
-    from . import load_template
-    from .preprocess import load_photo
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tpl = load_template()
-    print(f"template: {tpl.num_vertices} vertices, {tpl.num_faces} triangles, sha256 {tpl.sha256[:12]}")
-    rec = Reconstructor.from_pretrained()
-    print(f"model: {rec.source} ({rec.cfg.name}, {rec.cfg.iterations} steps) on {rec.device}")
-    photos = sorted(p for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg") and not p.name.startswith("overlay"))
-    if not photos:
-        raise FileNotFoundError(f"no example photos in {EXAMPLES}")
-    for p in photos:
-        ph = load_photo(p)
-        r = rec.reconstruct([ph.image], intrinsics=[ph.camera], names=[str(p)])
-        r.save_obj(out / f"{p.stem}.obj")
-        r.save_trajectory(out / f"{p.stem}_trajectory.npz")
-        (out / f"{p.stem}.json").write_text(json.dumps(r.summary(), indent=1))
-        print(f"{p.name}: {out / (p.stem + '.obj')} ({r.iterations} steps, {r.timings['total']:.2f} s; camera: "
-              f"{ph.camera_source})")
-    try:
-        from .data import GLVDDataset, make_dataset
-        from .evaluate import chamfer_mm
-        from .ict import find_ict_path
-
-        find_ict_path()
-    except FileNotFoundError as e:
-        print(f"synthetic check skipped: {e}")
-        return 0
-    make_dataset(out / "data", scenes=1, views=1, seed=seed, size=256, progress=False)
-    s = GLVDDataset(out / "data")[0]
-    cam = s.cameras[0]
-    r = rec.reconstruct(s.images, s.masks, intrinsics=[Camera(np.eye(3), np.zeros(3), cam.K, cam.width, cam.height)])
-    err, _ = chamfer_mm(cam.world_to_camera(s.vertices_m), r.final_vertices, tpl, align=True)
-    r.save_obj(out / "synthetic.obj")
-    print(f"synthetic head (seed {seed}): aligned Chamfer {err:.2f} mm against its ground truth -> {out / 'synthetic.obj'}")
-    return 0

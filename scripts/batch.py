@@ -87,7 +87,9 @@ def main(argv):
     import bpy
 
     import glvd_blender
-    from glvd_blender import exporters, ops
+    from glvd_blender import core, exporters, ops
+
+    pipeline = core.import_core("pipeline")
 
     ext = exporters.FORMATS
     bad = [f for f in formats if f not in ext]
@@ -111,10 +113,9 @@ def main(argv):
         paths = [str(Path(p).resolve()) for p in jobs[j][1]]
         if not paths:
             raise ValueError(f"{jobs[j][2]}: no photos")
-        loaded = ops.load_photos(paths, [None] * len(paths), fov)
-        images, intrinsics, masks, _ = loaded
+        inputs = pipeline.load_inputs(paths, default_fov_deg=fov)
         rec = ops.get_reconstructor(a.model, a.device)
-        return loaded, rec.prepare(images, masks, None, intrinsics=intrinsics, names=paths)
+        return inputs, rec.prepare(inputs.images, inputs.masks, None, intrinsics=inputs.intrinsics, names=paths)
 
     def submit_next(i):
         nxt = next((j for j in range(i, len(jobs)) if not skip[j] and j not in futures), None)
@@ -147,14 +148,14 @@ def main(argv):
                     for p in photos:
                         s.photos.add().filepath = str(Path(p).resolve())
                     job = ops.gather(bpy.context, loaded=loaded)
-                    job.kwargs["prepared"] = prepared
+                    job.prepared = prepared
                     job.run()
                     if job.error:
                         raise RuntimeError(job.error)
                     face = ops.write(bpy.context, job)["face"]
                     for f, p in outputs.items():
                         exporters.export(f, p, [face])
-                    entry.update(status="ok", message="; ".join(job.result.info.get("notes", [])),
+                    entry.update(status="ok", message="; ".join(job.result.notes),
                                  seconds=round(time.time() - t0, 3))
                 except Exception as e:  # noqa: BLE001 - reported per input, the batch goes on
                     failed += 1

@@ -56,7 +56,7 @@ def place_scan(scan_path, size: int = 256):
     from glvd_core import load_template
     from glvd_core.cameras import Camera, look_at_rotation
     from glvd_core.data.synth import render_mesh
-    from glvd_core.evaluate import umeyama
+    from glvd_core.geometry import umeyama
     from glvd_core.io import InputError
     from glvd_core.preprocess import MediaPipeFaces
 
@@ -146,7 +146,7 @@ def main(argv=None):
     from glvd_core import load_template
     from glvd_core.cameras import save_cameras
     from glvd_core.data.dataset import FORMAT, _write_png, save_npz_deterministic
-    from glvd_core.evaluate import point_to_mesh
+    from glvd_core.geometry import point_to_mesh
 
     tpl = load_template()
     Qi, F, lmi = place_scan(a.scan, a.size)

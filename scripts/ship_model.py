@@ -32,7 +32,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from glvd_core.cli import parse_overrides
     from glvd_core.model.config import GLVDConfig
-    from glvd_core.train.trainer import MODEL_FORMAT, atomic_save, load_checkpoint
+    from glvd_core.checkpoint import MODEL_FORMAT, atomic_save, load_checkpoint
 
     if a.model:
         ck = load_checkpoint(a.model)
@@ -53,7 +53,7 @@ def main(argv=None):
     ck = load_checkpoint(run / a.checkpoint)
     cfg = GLVDConfig.from_dict(ck["config"]).to_dict()  # fields added since training take their defaults
     try:
-        cfg.update(parse_overrides(GLVDConfig.from_dict(cfg), a.set))
+        cfg.arch.update(parse_overrides(GLVDConfig.from_dict(cfg), a.set))
     except ValueError as e:
         raise SystemExit(str(e))
     model = {k: (v.half() if a.fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()}

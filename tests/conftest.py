@@ -36,13 +36,14 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def load_script():
-    """``load_script(NAME)`` imports ``scripts/NAME.py`` as a module (scripts are not a package;
-    ``scripts/`` goes on the path so a script's own imports of its neighbours work)."""
+    """``load_script("DIR/NAME")`` imports ``DIR/NAME.py`` (from the repository root, e.g.
+    ``research/view_combination/view_combination``) as a module; the repository root goes on the
+    path so its imports of ``research.lib`` work."""
     import importlib.util
 
     def load(name: str):
-        sys.path.insert(0, str(ROOT / "scripts"))
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        sys.path.insert(0, str(ROOT))
+        spec = importlib.util.spec_from_file_location(Path(name).name, ROOT / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         return mod

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from glvd_core.evaluate import chamfer_mm, closest_point_on_triangles, point_to_mesh, umeyama
+from glvd_core.evaluate import chamfer_mm
+from glvd_core.geometry import closest_point_on_triangles, point_to_mesh, umeyama
 
 
 def test_closest_point_on_triangle_regions():
@@ -191,10 +192,10 @@ def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path, capsys):
     assert main(["compare", str(out), str(old)]) == 2
     assert "re-run evaluate" in capsys.readouterr().err
     assert (tmp_path / "h.png").stat().st_size > 1000
-    # --set changes inference settings of the trained model (here: 3 steps, the identity prior) ...
+    # --set changes inference settings of the trained model (here: 3 steps, the keypoint prior) ...
     rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--views", "1", "--oracle-landmarks",
                "--json", str(out), "--per-step", "--device", "cpu", "--max-scenes", "1",
-               "--set", "iterations=3", "vertex_prior=identity"])
+               "--set", "iterations=3", "vertex_prior=keypoints"])
     assert rc == 0 and len(json.loads(out.read_text())["per_step_aligned_mm"]["GLVD"]) == 4
     # ... and nothing that would need other weights
     rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--device", "cpu", "--set", "hidden_v=32"])

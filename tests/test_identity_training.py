@@ -1,5 +1,5 @@
 """The identity CNN's training recipe on rendered-while-training scenes
-(scripts/train_identity_cnn.py): its crops are the product's crop, moved by measured detector
+(``python -m glvd_core train-identity``): its crops are the product's crop, moved by measured detector
 differences, and ``prepare`` measures those differences."""
 import shutil
 from pathlib import Path
@@ -10,8 +10,10 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def tic(load_script):
-    return load_script("train_identity_cnn")
+def tic():
+    from glvd_core.train import identity
+
+    return identity
 
 
 def _points(rng):

@@ -8,6 +8,7 @@ from glvd_core.io import InputError
 from glvd_core.model.identity_cnn import CROP_PX, face_crop, face_crop_matrix
 from glvd_core.preprocess import MediaPipeFaces
 from glvd_core.reconstruct import Reconstructor
+from glvd_core.reconstruct import ReconstructOptions
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,8 @@ def test_478_points_give_the_same_reconstruction_as_their_68(astronaut_face):
     """MediaPipe's 478 points are accepted as landmarks: mapped to the same 68 as detection does."""
     img, det = astronaut_face
     rec = Reconstructor.untrained("tiny", device="cpu")
-    a = rec.reconstruct([img], landmarks=[det.landmarks68], iterations=2)
-    b = rec.reconstruct([img], landmarks=[det.landmarks478], iterations=2)
+    a = rec.reconstruct([img], landmarks=[det.landmarks68], options=ReconstructOptions(iterations=2))
+    b = rec.reconstruct([img], landmarks=[det.landmarks478], options=ReconstructOptions(iterations=2))
     np.testing.assert_array_equal(a.vertices, b.vertices)
 
 
@@ -62,7 +63,7 @@ def test_malformed_landmarks_are_a_clear_error(astronaut_face, bad, message):
     img, _ = astronaut_face
     rec = Reconstructor.untrained("tiny", device="cpu")
     with pytest.raises(InputError, match=message):
-        rec.reconstruct([img], landmarks=[bad], iterations=1, names=["astronaut.png"])
+        rec.reconstruct([img], landmarks=[bad], names=["astronaut.png"], options=ReconstructOptions(iterations=1))
 
 
 def test_bundled_identity_cnn_reads_identity_from_renders(ict, template):
@@ -134,30 +135,10 @@ def test_mirror_weight_map_gives_the_weights_of_the_mirrored_face(template):
         assert _shape_rms_mm(template, R @ w - w) > 0.3 * _shape_rms_mm(template, w)  # faces are not symmetric
 
 
-def test_mirror_averaged_reading_reads_a_mirrored_photo_as_the_mirrored_face(astronaut_face, template):
-    """image_prior_mirror: the crop and its left-right flip are read as mirror shapes (a single
-    reading is not), and the reconstruction's image prior uses that reading."""
-    from glvd_core.model.identity_cnn import load_identity_cnn, mirror_weight_map, read_identity
-
-    img, det = astronaut_face
-    c = torch.as_tensor(face_crop(img, det.landmarks478))
-    crops = torch.stack([c, torch.flip(c, dims=[2])])
-    net, R = load_identity_cnn(), mirror_weight_map(template)
-    single, averaged = read_identity(net, crops), read_identity(net, crops, R)
-
-    def asymmetry(w):  # how far the flip's reading is from the mirror of the photo's, relative
-        return _shape_rms_mm(template, (w[0] @ R.T - w[1]).numpy()) / _shape_rms_mm(template, w[0].numpy())
-
-    assert asymmetry(averaged) < 0.03 < 0.1 < asymmetry(single)
-    rec = Reconstructor.from_pretrained(device="cpu", overrides={"vertex_prior": "image", "image_prior_mirror": True})
-    views, _, _ = rec.prepare([img], landmarks=[det.landmarks478])
-    np.testing.assert_allclose(rec._image_shape(views, [])[0].cpu().numpy(), averaged[0].numpy(), atol=1e-5)
-
-
 def test_a_candidate_identity_cnn_replaces_the_bundled_one_without_touching_it(astronaut_face, tmp_path):
     """evaluate --identity-cnn: a reconstructor can read identity with other CNN weights (a new
     training run's) while the bundled file stays as it is; a missing file fails at load time."""
-    from glvd_core.model.identity_cnn import load_identity_cnn, read_identity
+    from glvd_core.model.identity_cnn import load_identity_cnn
 
     img, det = astronaut_face
     net = load_identity_cnn()
@@ -171,7 +152,7 @@ def test_a_candidate_identity_cnn_replaces_the_bundled_one_without_touching_it(a
     views, _, _ = candidate.prepare([img], landmarks=[det.landmarks478])
     crop = torch.as_tensor(views[0].face_crop)[None]
     w_bundled, w_candidate = bundled._image_shape(views, [])[0], candidate._image_shape(views, [])[0]
-    np.testing.assert_allclose(w_bundled.numpy(), read_identity(net, crop)[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(w_bundled.numpy(), net.predict(crop)[0].numpy(), atol=1e-5)
     np.testing.assert_allclose((w_candidate - w_bundled).numpy(), 0.5, atol=1e-4)
     with pytest.raises(FileNotFoundError, match="no identity CNN weights"):
         Reconstructor.from_pretrained(device="cpu", identity_cnn=tmp_path / "missing.pt")
@@ -206,46 +187,3 @@ def test_landmark_fit_from_a_reading_moves_it_only_as_far_as_the_landmarks_ask(t
     assert np.abs(tight - reading).max() < 0.05 < np.abs(loose - reading).max()
     with pytest.raises(ValueError, match="prior_mean must be 100 finite weights"):
         fit_identity_to_landmarks([lm], K, template, B, prior_mean=reading[:10])
-
-
-def test_image_prior_fused_with_the_landmarks(astronaut_face):
-    """image_prior_landmark_sd > 0: the CNN's reading is moved by the MAP fit to the photo's
-    landmarks — less than the plain landmark fit moves the mean face, since the reading is the
-    prior; at 0 the reading is used alone; a negative value is refused."""
-    img, det = astronaut_face
-    overrides = {"vertex_prior": "image"}
-    alone = Reconstructor.from_pretrained(device="cpu", overrides=overrides)
-    fused = Reconstructor.from_pretrained(device="cpu", overrides={**overrides, "image_prior_landmark_sd": 0.5})
-    views, cams, notes = fused.prepare([img], landmarks=[det.landmarks478])
-    reading = alone._image_shape(views, [])
-    w = fused._landmark_shape(views, False, [], prior_mean=reading, prior_sd=0.5)
-    plain_fit = fused._landmark_shape(views, False, [])  # the "landmarks" prior: from N(0, 1)
-    moved = (w - reading).norm().item()
-    assert 0.05 < moved < 0.8 * plain_fit.norm().item()
-    a = alone.reconstruct([img], landmarks=[det.landmarks478], prepared=(views, cams, notes))
-    b = fused.reconstruct([img], landmarks=[det.landmarks478], prepared=(views, cams, notes))
-    assert np.abs(a.final_vertices - b.final_vertices).max() > 2e-4  # the fused shape differs (> 0.2 mm)
-    with pytest.raises(ValueError, match="image_prior_landmark_sd must be >= 0"):
-        Reconstructor.from_pretrained(device="cpu", overrides={**overrides, "image_prior_landmark_sd": -1.0})
-
-
-def test_shared_landmark_error_weighs_several_views_as_one(astronaut_face):
-    """prior_landmark_error_shared: V views' landmarks count as one view's (noise x sqrt(V)), so
-    two copies of a photo pull the reading exactly as far as the photo alone does."""
-    from glvd_core.cameras import Camera
-
-    img, det = astronaut_face
-    cam = Camera.from_fov(img.shape[1], img.shape[0], 40)
-    base = {"vertex_prior": "image", "image_prior_landmark_sd": 0.5}
-    shared = Reconstructor.from_pretrained(device="cpu", overrides={**base, "prior_landmark_error_shared": True})
-    scaled = Reconstructor.from_pretrained(device="cpu", overrides={**base, "prior_landmark_noise_px": 4.5 * 2 ** 0.5})
-    independent = Reconstructor.from_pretrained(device="cpu", overrides=base)
-    views, _, _ = shared.prepare([img, img], cameras=[cam, cam], landmarks=[det.landmarks478] * 2)
-    one, _, _ = shared.prepare([img], cameras=[cam], landmarks=[det.landmarks478])
-    reading = shared._image_shape(views, [])
-    w = {name: rec._landmark_shape(v, True, [], prior_mean=reading, prior_sd=0.5)
-         for name, rec, v in (("shared", shared, views), ("scaled", scaled, views), ("independent", independent, views),
-                              ("one view", independent, one))}
-    np.testing.assert_allclose(w["shared"].numpy(), w["scaled"].numpy(), atol=1e-6)
-    np.testing.assert_allclose(w["shared"].numpy(), w["one view"].numpy(), atol=1e-3)
-    assert (w["independent"] - reading).norm() > 1.1 * (w["shared"] - reading).norm()  # two views pull harder

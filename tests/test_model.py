@@ -10,7 +10,9 @@ from glvd_core.model.config import get_config
 from glvd_core.model.glvd import GLVD
 from glvd_core.model.networks import WNMLP
 from glvd_core.reconstruct import Cancelled, Reconstructor
-from glvd_core.train.trainer import Trainer, TrainOptions, load_checkpoint
+from glvd_core.checkpoint import load_checkpoint
+from glvd_core.train.trainer import Trainer, TrainOptions
+from glvd_core.reconstruct import ReconstructOptions
 
 
 def test_diagonal_equals_the_full_outputs_diagonal():
@@ -32,7 +34,7 @@ def test_diagonal_equals_the_full_outputs_diagonal():
 
 def test_paper_config_sizes():
     cfg = get_config("paper")
-    assert (cfg.image_size, cfg.fv_stacks, cfg.hidden_v, cfg.num_keypoints, cfg.fv_out) == (256, 4, 512, 18, 64)
+    assert (cfg.arch.image_size, cfg.arch.fv_stacks, cfg.arch.hidden_v, cfg.arch.num_keypoints, cfg.arch.fv_out) == (256, 4, 512, 18, 64)
     counts = GLVD(cfg, load_template()).net.parameter_counts()
     assert 22e6 < counts["vertex_branch"] < 28e6  # paper: ~25.6 M
     assert 11e6 < counts["g_v"] < 12e6            # paper: ~11.6 M
@@ -106,18 +108,18 @@ def test_reconstruction_shapes_and_determinism(untrained, tiny_dataset):
     from glvd_core.data import GLVDDataset
 
     s = GLVDDataset(tiny_dataset)[0]
-    r1 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3, detect=False)
-    r2 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=3, detect=False)
+    r1 = untrained.reconstruct(s.images[:1], s.masks[:1], options=ReconstructOptions(iterations=4, seed=3, detect=False))
+    r2 = untrained.reconstruct(s.images[:1], s.masks[:1], options=ReconstructOptions(iterations=4, seed=3, detect=False))
     assert r1.vertices.shape == (5, 7225, 3) and r1.keypoints.shape == (5, 18, 3)
     assert r1.faces.shape == (14342, 3) and r1.frame == "camera"
     np.testing.assert_array_equal(r1.vertices, r2.vertices)
-    r3 = untrained.reconstruct(s.images[:1], s.masks[:1], iterations=4, seed=4, detect=False)
+    r3 = untrained.reconstruct(s.images[:1], s.masks[:1], options=ReconstructOptions(iterations=4, seed=4, detect=False))
     assert not np.array_equal(r1.keypoints[0], r3.keypoints[0])
     for k in ("prepare", "encode", "descent", "total"):
         assert r1.timings[k] >= 0
     # clipping: no vertex moves more than clip * scale per step
     step = np.linalg.norm(np.diff(r1.vertices, axis=0), axis=-1).max()
-    assert step <= untrained.cfg.clip * untrained.cfg.frame_scale_m * (1 + 1e-4)
+    assert step <= untrained.cfg.inference.clip * untrained.cfg.arch.frame_scale_m * (1 + 1e-4)
 
 
 def test_prepared_ahead_gives_the_same_reconstruction(untrained, tiny_dataset):
@@ -126,9 +128,9 @@ def test_prepared_ahead_gives_the_same_reconstruction(untrained, tiny_dataset):
 
     s = GLVDDataset(tiny_dataset)[2]
     lm = [s.cameras[0].project(s.vertices_m[untrained.template.landmarks68])]
-    direct = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, iterations=3)
+    direct = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, options=ReconstructOptions(iterations=3))
     prepared = untrained.prepare(s.images[:1], s.masks[:1], landmarks=lm)
-    ahead = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, iterations=3, prepared=prepared)
+    ahead = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, prepared=prepared, options=ReconstructOptions(iterations=3))
     np.testing.assert_array_equal(direct.vertices, ahead.vertices)
     assert direct.info["notes"] == ahead.info["notes"]
 
@@ -139,7 +141,7 @@ def test_multiview_with_one_view_equals_single_view(untrained, tiny_dataset):
     s = GLVDDataset(tiny_dataset)[1]
     cam = s.cameras[0]
     lm = [cam.project(s.vertices_m[untrained.template.landmarks68])]
-    single = untrained.reconstruct(s.images[:1], s.masks[:1], fov_deg=cam.fov_deg, landmarks=lm)
+    single = untrained.reconstruct(s.images[:1], s.masks[:1], landmarks=lm, options=ReconstructOptions(fov_deg=cam.fov_deg))
     multi = untrained.reconstruct(s.images[:1], s.masks[:1], cameras=[cam], landmarks=lm)
     assert multi.frame == "world"
     np.testing.assert_allclose(cam.world_to_camera(multi.final_vertices), single.final_vertices, atol=1e-5)
@@ -150,10 +152,10 @@ def test_callback_progress_and_cancel(untrained, tiny_dataset):
 
     s = GLVDDataset(tiny_dataset)[0]
     seen = []
-    untrained.reconstruct(s.images[:1], iterations=3, detect=False, callback=lambda i, v, k: seen.append((i, v.shape, k.shape)))
+    untrained.reconstruct(s.images[:1], callback=lambda i, v, k: seen.append((i, v.shape, k.shape)), options=ReconstructOptions(iterations=3, detect=False))
     assert seen == [(1, (7225, 3), (18, 3)), (2, (7225, 3), (18, 3)), (3, (7225, 3), (18, 3))]
     with pytest.raises(Cancelled):
-        untrained.reconstruct(s.images[:1], iterations=5, detect=False, callback=lambda i, v, k: i < 2)
+        untrained.reconstruct(s.images[:1], callback=lambda i, v, k: i < 2, options=ReconstructOptions(iterations=5, detect=False))
 
     class Stop(Exception):
         pass
@@ -165,7 +167,7 @@ def test_callback_progress_and_cancel(untrained, tiny_dataset):
         raise Stop()
 
     with pytest.raises(Stop):
-        untrained.reconstruct(s.images[:1], iterations=5, detect=False, callback=boom)
+        untrained.reconstruct(s.images[:1], callback=boom, options=ReconstructOptions(iterations=5, detect=False))
     # the last layers are materialised for the descent and released however it ends (a stale
     # cache would survive a later weight update)
     nets = (untrained.model.net.g_v, untrained.model.net.g_k)
@@ -248,10 +250,10 @@ def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_p
         torch.testing.assert_close(uv, b.landmarks_px, atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("prior", ["none", "keypoints", "identity", "landmarks"])
+@pytest.mark.parametrize("prior", ["none", "keypoints", "image"])
 def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset, prior):
     """The fast path (diagonal gather, cached weights) matches the naive full-output step within 1e-4 m,
-    with and without the keypoint-posed (and identity- or landmark-fitted) template prior."""
+    with and without the keypoint-posed template prior ("image" without a face crop: the mean shape)."""
     from glvd_core.bench import full_output_step
     from glvd_core.data import GLVDDataset
     from glvd_core.model.frame import make_frame
@@ -259,32 +261,29 @@ def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_datas
     s = GLVDDataset(tiny_dataset)[0]
     rec = untrained if prior == "none" else Reconstructor.untrained(get_config("tiny", vertex_prior=prior), device="cpu")
     lm = [s.cameras[0].project(s.vertices_m[rec.template.landmarks68])]
-    r = rec.reconstruct(s.images[:1], s.masks[:1], cameras=s.cameras[:1], landmarks=lm, iterations=5, seed=2)
+    r = rec.reconstruct(s.images[:1], s.masks[:1], cameras=s.cameras[:1], landmarks=lm, options=ReconstructOptions(iterations=5, seed=2))
     views, cams, _ = rec.prepare(s.images[:1], s.masks[:1], s.cameras[:1], lm)
     cfg = rec.cfg
-    fr = make_frame([v.camera for v in views], cfg.frame_scale_m, cfg.head_extent_m, cfg.nominal_fill)
+    fr = make_frame([v.camera for v in views], cfg.arch.frame_scale_m, cfg.arch.head_extent_m, cfg.arch.nominal_fill)
     img = torch.as_tensor(views[0].image).permute(2, 0, 1)[None, None].float() / 255
     msk = torch.as_tensor(views[0].mask)[None, None, None].float() / 255
     from glvd_core.model.glvd import landmark_heatmaps
 
     hm = landmark_heatmaps(torch.as_tensor(views[0].landmarks, dtype=torch.float32)[None, None],
-                           torch.ones(1, 1, 68, dtype=torch.bool), cfg.image_size, cfg.feature_size, cfg.heatmap_sigma_px)
+                           torch.ones(1, 1, 68, dtype=torch.bool), cfg.arch.image_size, cfg.arch.feature_size, cfg.arch.heatmap_sigma_px)
     with torch.no_grad():
         feats = rec.model.encode(img, msk, hm)
-        if prior == "landmarks":
-            feats.shape_w = rec._landmark_shape(views, True, [])
-            assert feats.shape_w.abs().max() > 0.1  # a real shape, not the mean
         A, b, K = (torch.as_tensor(x, dtype=torch.float32)[None] for x in (fr.A, fr.b, fr.K))
-        k = (torch.rand(1, cfg.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.kp_init_extent
+        k = (torch.rand(1, cfg.arch.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.inference.kp_init_extent
         v = rec.model.vertex_init[None].clone()
         for _ in range(5):
-            v, k = full_output_step(rec.model, feats, v, k, A, b, K, cfg.clip)
+            v, k = full_output_step(rec.model, feats, v, k, A, b, K, cfg.inference.clip)
     ref = fr.to_world_m(v[0].numpy().astype(np.float64))
     assert np.abs(ref - r.final_vertices).max() < 1e-4
     # the static-shape path (what a CUDA graph captures) runs the same descent
     from glvd_core.model.fast import StaticDescent
 
-    k0 = (torch.rand(1, cfg.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.kp_init_extent
+    k0 = (torch.rand(1, cfg.arch.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.inference.kp_init_extent
     sd = StaticDescent(rec.model, 1, 1, iterations=5, graph=True)  # graph is ignored on a CPU
     try:
         vs, _ = sd(img, msk, hm, A, b, K, k0, shape_w=feats.shape_w)
@@ -340,7 +339,7 @@ def test_bench_times_the_bundled_model_end_to_end():
 
     rep = run_bench(configs=("default",), device="cpu", runs=1, batch=2, log=lambda *_: None)
     res = rep["results"]["default"]
-    assert res["model"].startswith("bundled") and res["iterations"] == Reconstructor.from_pretrained().cfg.iterations
+    assert res["model"].startswith("bundled") and res["iterations"] == Reconstructor.from_pretrained().cfg.inference.iterations
     for k in ("reconstruct_1photo_end_to_end", "reconstruct_1view", "descent_step_1view", "batch_2_faces"):
         assert res[k]["runs"] >= 1 and res[k]["median_ms"] > 0, k
     assert res["diagonal_speedup_vs_full_output"] > 1

@@ -1,4 +1,4 @@
-"""scripts/scan_identity_diagnosis.py: its out-of-span displacements really leave the identity (and
+"""research/scan_identity_diagnosis: its out-of-span displacements really leave the identity (and
 the pose) alone, so a CNN reading should not move with them."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def diag(load_script):
-    return load_script("scan_identity_diagnosis")
+    return load_script("research/scan_identity_diagnosis/scan_identity_diagnosis")
 
 
 def test_out_of_span_removes_identity_and_similarity_and_keeps_the_rest(diag, template, ict):

@@ -20,11 +20,9 @@ bytes, whatever the number of worker processes.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -33,33 +31,17 @@ import cv2
 import numpy as np
 
 from ..cameras import load_cameras, save_cameras
+from ..io import atomic_write_bytes, save_npz_deterministic
 from ..template import load_template
 
 FORMAT = "glvd-dataset/1"
-
-
-def save_npz_deterministic(path: str | Path, **arrays) -> None:
-    """Like np.savez_compressed but with fixed zip timestamps (same arrays -> same bytes),
-    written to a temporary name and renamed (atomic)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, a in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=False)
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, buf.getvalue())
-    os.replace(tmp, path)
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img if img.ndim == 2 else img[..., ::-1])
     if not ok:
         raise IOError(f"could not encode {path}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def scene_rng(seed: int, index: int) -> np.random.Generator:

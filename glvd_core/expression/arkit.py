@@ -45,7 +45,7 @@ ICT_TO_ARKIT = {name: _ict_sources(name) for name in ARKIT_NAMES}
 
 def similarity_to(template: Template, vertices: np.ndarray):
     """(s, R, t) with ``vertices ≈ s R template + t`` fitted on the narrow face region (Umeyama)."""
-    from ..evaluate import umeyama
+    from ..geometry import umeyama
 
     sel = np.asarray(template.narrow_face_mask, bool)
     return umeyama(template.vertices_m[sel].astype(np.float64), np.asarray(vertices, np.float64)[sel])

@@ -44,7 +44,7 @@ def fit_expression(template: Template, vertices: np.ndarray, noise_mm: float = 1
     on the reconstruction (it sets the weight of the priors)."""
     from scipy.optimize import lsq_linear
 
-    from ..evaluate import umeyama
+    from ..geometry import umeyama
 
     X = np.asarray(vertices, np.float64)
     if X.shape != template.vertices_m.shape or not np.isfinite(X).all():

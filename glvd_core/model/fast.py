@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .glvd import GLVD, SHAPE_INPUT_PRIORS
+from .glvd import GLVD
 
 
 class StaticDescent:
@@ -17,7 +17,7 @@ class StaticDescent:
     Args:
         model: a GLVD model on its device (evaluation mode; its last layers are frozen here for
             the life of this object: call :meth:`close` before training it again).
-        batch, views: B scenes of V views each; images are ``cfg.image_size`` squared.
+        batch, views: B scenes of V views each; images are ``cfg.arch.image_size`` squared.
         iterations, keypoint_warmup, clip: the descent (defaults: the model's config).
         graph: capture into a CUDA graph (CUDA only; ignored on a CPU).
         amp: None (float32), ``torch.bfloat16`` or ``torch.float16`` autocast.
@@ -36,15 +36,15 @@ class StaticDescent:
                  amp: torch.dtype | None = None, example: dict | None = None):
         cfg = model.cfg
         self.model, self.amp = model, amp
-        self.iterations = cfg.iterations if iterations is None else int(iterations)
-        self.warmup = cfg.keypoint_warmup if keypoint_warmup is None else int(keypoint_warmup)
-        self.clip = cfg.clip if clip is None else float(clip)
+        self.iterations = cfg.inference.iterations if iterations is None else int(iterations)
+        self.warmup = cfg.inference.keypoint_warmup if keypoint_warmup is None else int(keypoint_warmup)
+        self.clip = cfg.inference.clip if clip is None else float(clip)
         dev = model.vertex_init.device
-        S, h, B, V = cfg.image_size, cfg.feature_size, batch, views
+        S, h, B, V = cfg.arch.image_size, cfg.arch.feature_size, batch, views
         z = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
-        self.inputs = dict(images=z(B, V, 3, S, S), masks=z(B, V, 1, S, S), heatmaps=z(B, V, cfg.heatmap_channels, h, h),
-                           A=z(B, V, 3, 3), b=z(B, V, 3), K=z(B, V, 3, 3), keypoints=z(B, cfg.num_keypoints, 3))
-        if cfg.vertex_prior in SHAPE_INPUT_PRIORS:
+        self.inputs = dict(images=z(B, V, 3, S, S), masks=z(B, V, 1, S, S), heatmaps=z(B, V, cfg.arch.heatmap_channels, h, h),
+                           A=z(B, V, 3, 3), b=z(B, V, 3), K=z(B, V, 3, 3), keypoints=z(B, cfg.arch.num_keypoints, 3))
+        if cfg.inference.vertex_prior == "image":
             self.inputs["shape_w"] = z(B, model.id_modes.shape[0])
         model.freeze_last(True)
         self.graph = None

@@ -1,7 +1,7 @@
 """The normalised frame GLVD works in, and projections of its points into each view.
 
 Normalised frame: camera-0 axes (OpenCV), origin ``c`` on the head, 1 unit = ``s`` metres
-(``cfg.frame_scale_m``), so ``x_cam0 = s * x_n + c``.
+(``cfg.arch.frame_scale_m``), so ``x_cam0 = s * x_n + c``.
 
 - One view: ``c`` is the point at the nominal depth ``z0`` on the ray through the crop centre,
   with ``z0 = fy * head_extent_m / (nominal_fill * H)`` — the depth at which an average head

@@ -18,10 +18,9 @@ from ..template import Template
 from .config import GLVDConfig
 from .frame import R_ICT_TO_CAM, project_grid
 from .networks import GLVDNet, sample_maps
+from ..geometry.tensor import clip_norm, similarity_fit
 
 
-VERTEX_PRIORS = ("none", "keypoints", "identity", "landmarks", "image")
-SHAPE_INPUT_PRIORS = ("landmarks", "image")  # priors whose identity weights come from outside the descent
 
 
 @dataclass
@@ -30,9 +29,8 @@ class Features:
     fk: torch.Tensor    # f_s map (B*V, fs_out, h, w)
     B: int
     V: int
-    shape_w: torch.Tensor | None = None  # (B, M) identity weights of the "landmarks" / "image" prior,
-                                         # fitted to the 2D landmarks or read from the face crop before
-                                         # the descent (None: the mean shape)
+    shape_w: torch.Tensor | None = None  # (B, M) identity weights of the "image" prior, read from the
+                                         # face crop before the descent (None: the mean shape)
 
 
 def landmark_heatmaps(points_px: torch.Tensor, valid: torch.Tensor, size: int, feat: int, sigma: float) -> torch.Tensor:
@@ -49,17 +47,12 @@ class GLVD(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net = GLVDNet(cfg, template.num_vertices)
-        kp = template.keypoint_indices(cfg.num_keypoints)
-        init = (template.vertices_m - template.vertices_m.mean(0)) @ R_ICT_TO_CAM.T / cfg.frame_scale_m
+        kp = template.keypoint_indices(cfg.arch.num_keypoints)
+        init = (template.vertices_m - template.vertices_m.mean(0)) @ R_ICT_TO_CAM.T / cfg.arch.frame_scale_m
         self.register_buffer("kp_index", torch.as_tensor(kp, dtype=torch.long), persistent=False)
         self.register_buffer("vertex_init", torch.as_tensor(init, dtype=torch.float32), persistent=False)
-        if cfg.vertex_prior not in VERTEX_PRIORS:
-            raise ValueError(f"vertex_prior must be one of {', '.join(VERTEX_PRIORS)}, not {cfg.vertex_prior!r}")
-        if not cfg.image_prior_landmark_sd >= 0 or not cfg.prior_landmark_noise_px > 0:
-            raise ValueError("image_prior_landmark_sd must be >= 0 and prior_landmark_noise_px > 0, not "
-                             f"{cfg.image_prior_landmark_sd} and {cfg.prior_landmark_noise_px}")
-        if cfg.vertex_prior in ("identity",) + SHAPE_INPUT_PRIORS:
-            self._init_identity_prior(template, kp)
+        if cfg.inference.vertex_prior == "image":
+            self._init_identity_modes(template)
         self.template_sha256 = template.sha256
 
     # -- encoders ----------------------------------------------------------------------------
@@ -76,12 +69,12 @@ class GLVD(nn.Module):
         return self.net.f_v(torch.cat([images, masks], 2).flatten(0, 1))
 
     # -- per-point hidden states (mean over views after layer 2) ------------------------------
-    def _grid(self, feats_B, feats_V, points, A, b, K):
-        g = project_grid(points, A, b, K, self.cfg.image_size)  # (B, V, P, 2)
+    def _grid(self, points, A, b, K):
+        g = project_grid(points, A, b, K, self.cfg.arch.image_size)  # (B, V, P, 2)
         return g.flatten(0, 1)
 
     def vertex_hidden(self, fv: list, B: int, V: int, points, keypoints, A, b, K, dropout_mask=None):
-        grid = self._grid(B, V, points, A, b, K)
+        grid = self._grid(points, A, b, K)
         f = sample_maps(fv, grid).unflatten(0, (B, V))  # (B, V, P, C)
         if dropout_mask is not None:
             f = f * dropout_mask
@@ -91,45 +84,34 @@ class GLVD(nn.Module):
         return self.net.g_v.hidden(inp).mean(1)
 
     def keypoint_hidden(self, fk: torch.Tensor, B: int, V: int, points, A, b, K):
-        grid = self._grid(B, V, points, A, b, K)
+        grid = self._grid(points, A, b, K)
         f = sample_maps([fk], grid).unflatten(0, (B, V))
         P = points.shape[1]
         inp = torch.cat([points.unsqueeze(1).expand(B, V, P, 3), f], -1)
         return self.net.g_k.hidden(inp).mean(1)
 
     def sdf(self, fv: list, B: int, V: int, points, A, b, K):
-        grid = self._grid(B, V, points, A, b, K)
+        grid = self._grid(points, A, b, K)
         f = sample_maps(fv, grid).unflatten(0, (B, V)).mean(1)
         return self.net.sdf(torch.cat([points, f], -1))
 
-    # -- keypoint-posed template (cfg.vertex_prior == "keypoints" or "identity") ----------------
-    def _init_identity_prior(self, template: Template, kp: np.ndarray):
-        """Buffers of the identity prior: the ICT identity modes in the normalised frame (M, N, 3)
-        and the ridge solve G (M, 3K) taking keypoint residuals to identity weights."""
+    # -- keypoint-posed template (cfg.inference.vertex_prior "keypoints" or "image") ------------
+    def _init_identity_modes(self, template: Template):
+        """Buffer of the "image" prior: the ICT identity modes in the normalised frame (M, N, 3)."""
         from ..expression.shape_space import identity_modes
 
-        modes = identity_modes(template).astype(np.float64) @ R_ICT_TO_CAM.T / self.cfg.frame_scale_m
-        G = ridge_solve(modes[:, kp], self.cfg.prior_noise_m / self.cfg.frame_scale_m)
+        modes = identity_modes(template).astype(np.float64) @ R_ICT_TO_CAM.T / self.cfg.arch.frame_scale_m
         self.register_buffer("id_modes", torch.as_tensor(modes, dtype=torch.float32), persistent=False)
-        self.register_buffer("id_solve", torch.as_tensor(G, dtype=torch.float32), persistent=False)
-
-    def identity_fit(self, keypoints: torch.Tensor) -> torch.Tensor:
-        """(B, K, 3) keypoints -> (B, M) identity weights (:func:`ridge_identity_fit` of the
-        template's keypoints)."""
-        return ridge_identity_fit(keypoints, self.vertex_init[self.kp_index], self.id_modes[:, self.kp_index],
-                                  self.id_solve)
 
     def vertex_prior(self, keypoints: torch.Tensor, shape_w: torch.Tensor | None = None) -> torch.Tensor | None:
         """(B, K, 3) keypoints -> (B, N, 3) the template moved by the similarity that best takes
-        its keypoints onto ``keypoints`` (least squares, Umeyama); None without a prior. The
-        template is first shaped by identity weights: ``"identity"``, fitted to the keypoints
-        (:meth:`identity_fit`); ``"landmarks"`` / ``"image"``, ``shape_w`` (B, M), fitted to the 2D landmarks
-        or predicted from the face crop
-        before the descent (:meth:`glvd_core.Reconstructor.reconstruct`; None: the mean shape)."""
-        if self.cfg.vertex_prior == "none":
+        its keypoints onto ``keypoints`` (least squares, Umeyama); None without a prior. With
+        ``"image"`` the template is first shaped by ``shape_w`` (B, M), the identity weights read
+        from the face crop before the descent (None: the mean shape)."""
+        if self.cfg.inference.vertex_prior == "none":
             return None
         shape = self.vertex_init.expand(keypoints.shape[0], -1, -1)
-        w = self.identity_fit(keypoints) if self.cfg.vertex_prior == "identity" else shape_w
+        w = shape_w if self.cfg.inference.vertex_prior == "image" else None
         if w is not None:
             with torch.autocast(keypoints.device.type, enabled=False):  # float32 shape, as the fit
                 shape = shape + torch.einsum("bm,mnc->bnc", w, self.id_modes)
@@ -148,7 +130,7 @@ class GLVD(nn.Module):
     def prior_pull(self, prior_rows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """The prior's part of a displacement: (prior row - point) clipped to the step length, so
         g_v's residual stays small for far points too. Shapes broadcast: (..., 3)."""
-        return clip_norm(prior_rows - points, self.cfg.clip)
+        return clip_norm(prior_rows - points, self.cfg.inference.clip)
 
     # -- one descent step (diagonal evaluation) -------------------------------------------------
     def step(self, feats: Features, vertices, keypoints, A, b, K, clip: float, move_vertices: bool = True):
@@ -161,7 +143,7 @@ class GLVD(nn.Module):
         k_new = keypoints + dk
         if not move_vertices:
             return vertices, k_new
-        k_for_v = k_new if self.cfg.update == "sequential" else keypoints
+        k_for_v = k_new if self.cfg.arch.update == "sequential" else keypoints
         vidx = torch.arange(vertices.shape[1], device=vertices.device).expand(B, -1)
         h = self.vertex_hidden(feats.fv, B, V, vertices, k_for_v, A, b, K)
         dv = clip_norm(self.vertex_displacement(h, vertices, vidx, self.vertex_prior(k_for_v, feats.shape_w)), clip)
@@ -183,65 +165,21 @@ class GLVD(nn.Module):
         finally:
             self.freeze_last(False)
 
-    def descend(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
+    def descent(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
                 keypoint_warmup: int = 0):
-        """``iterations`` calls of :meth:`step` from vertices (B, N, 3) and keypoints (B, K, 3),
-        the first ``keypoint_warmup`` keypoint-only, with no host synchronisation (so a CUDA graph
-        can capture it). Returns the final (vertices, keypoints). Call inside :meth:`last_layers_frozen` for speed."""
+        """The descent, as a generator: ``iterations`` calls of :meth:`step` from vertices (B, N, 3)
+        and keypoints (B, K, 3), the first ``keypoint_warmup`` keypoint-only, yielding
+        ``(vertices, keypoints)`` after each step, on the device and without host synchronisation
+        (so a CUDA graph can capture a whole loop). Every caller runs the descent through this one
+        loop; call it inside :meth:`last_layers_frozen` for speed."""
         for t in range(iterations):
             vertices, keypoints = self.step(feats, vertices, keypoints, A, b, K, clip,
                                             move_vertices=t >= keypoint_warmup)
+            yield vertices, keypoints
+
+    def descend(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
+                keypoint_warmup: int = 0):
+        """The final ``(vertices, keypoints)`` of :meth:`descent` (the same start after 0 steps)."""
+        for vertices, keypoints in self.descent(feats, vertices, keypoints, A, b, K, clip, iterations, keypoint_warmup):
+            pass
         return vertices, keypoints
-
-
-def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
-    """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3) or (B, K, 3),
-    dst (B, K, 3) -> s (B,), R (B, 3, 3) proper rotations, t (B, 3); computed in float32."""
-    src, dst = src.float(), dst.float()
-    with torch.autocast(dst.device.type, enabled=False):
-        src = src.expand_as(dst)
-        ms, md = src.mean(1), dst.mean(1)
-        xs, xd = src - ms[:, None], dst - md[:, None]
-        cov = xd.transpose(1, 2) @ xs / src.shape[1]  # (B, 3, 3)
-        U, S, Vh = torch.linalg.svd(cov)
-        d = torch.sign(torch.linalg.det(U @ Vh))
-        d = torch.where(d == 0, torch.ones_like(d), d)
-        D = torch.ones_like(S)
-        D[:, 2] = d
-        R = U @ torch.diag_embed(D) @ Vh
-        s = (S * D).sum(-1) / (xs ** 2).sum(-1).mean(-1).clamp_min(1e-12)
-        t = md - s[:, None] * (R @ ms[..., None])[..., 0]
-    return s, R, t
-
-
-def ridge_solve(modes_p: np.ndarray, noise: float) -> np.ndarray:
-    """(M, P, 3) modes at P points, isotropic point noise (same unit) -> G (M, 3P), the MAP solve
-    w = G r of weights w ~ N(0, 1) from point residuals r (3P,): (A^T A / noise^2 + I)^-1 A^T / noise^2."""
-    A = np.asarray(modes_p, np.float64).reshape(len(modes_p), -1).T  # (3P, M)
-    lam = 1.0 / noise ** 2
-    return np.linalg.solve(lam * A.T @ A + np.eye(A.shape[1]), lam * A.T)
-
-
-def ridge_identity_fit(points: torch.Tensor, mean_p: torch.Tensor, modes_p: torch.Tensor, solve: torch.Tensor,
-                       iterations: int = 5) -> torch.Tensor:
-    """Ridge (MAP) fit of shape weights so that mean + w·modes matches ``points`` up to a
-    similarity, alternating the similarity and the weights: points (B, P, 3), mean_p (P, 3),
-    modes_p (M, P, 3), solve (M, 3P) from :func:`ridge_solve` -> w (B, M); float32."""
-    kp = points.float()
-    with torch.autocast(kp.device.type, enabled=False):
-        w = kp.new_zeros(kp.shape[0], modes_p.shape[0])
-        for _ in range(iterations):
-            s, R, t = similarity_fit(mean_p + torch.einsum("bm,mkc->bkc", w, modes_p), kp)
-            in_template = (kp - t[:, None]) @ R / s[:, None, None]
-            w = (in_template - mean_p).flatten(1) @ solve.T
-    return w
-
-
-def clip_norm(d: torch.Tensor, c: float) -> torch.Tensor:
-    """Scale each 3-vector to length at most c."""
-    n = d.norm(dim=-1, keepdim=True)
-    return d * torch.clamp(c / n.clamp_min(1e-12), max=1.0)
-
-
-def as_tensor(x, device, dtype=torch.float32):
-    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)

@@ -1,13 +1,11 @@
 """Identity from the face crop: a small CNN that reads a 112 px face crop and predicts the 100 ICT
 identity weights (weights ~ N(0, 1), the template's ``identity_modes``).
 
-It feeds the ``vertex_prior="image"`` option of :class:`glvd_core.Reconstructor` (the template is
-shaped by these weights before the keypoints pose it). Trained by
-``scripts/image_identity_probe.py`` on synthetic renders only, with a loss on the narrow-face
-shape the weights make (each mode's similarity part projected out); measured in
-docs/RESULTS.md ("Appearance carries identity"). ``scripts/train_identity_cnn.py`` trains it on a GPU
-from scenes rendered while it trains (better on ICT heads, worse on the real scan: not shipped;
-RESULTS.md, "A GPU-trained identity CNN").
+It feeds the ``vertex_prior="image"`` setting of :class:`glvd_core.Reconstructor` (the template is
+shaped by these weights before the keypoints pose it). Trained on synthetic renders only, with a
+loss on the narrow-face shape the weights make (each mode's similarity part projected out): the
+bundled weights by ``research/image_identity/`` (its NOTES.md has the command);
+``python -m glvd_core train-identity`` trains new ones from scenes rendered while it trains.
 
 The crop: the box of MediaPipe's 478 points (in image axes), enlarged 1.25 times, rotated about
 its centre so the outer eye corners are level, resized to ``CROP_PX`` (borders replicate the
@@ -126,18 +124,6 @@ def mirror_weight_map(tpl) -> torch.Tensor:
 _MIRROR_MAPS: dict[str, torch.Tensor] = {}
 
 
-def read_identity(net: IdentityCNN, crops: torch.Tensor, mirror: torch.Tensor | None = None,
-                  batch: int = 64) -> torch.Tensor:
-    """(B, 3, S, S) uint8 crops -> (B, M) identity weights. With ``mirror`` (the map of
-    :func:`mirror_weight_map`) each crop is also read flipped left-right, that reading mapped back
-    to the unflipped face's weights, and the two averaged: a face and its mirror image are then
-    read as mirror shapes, and the reading's variance drops (measured in docs/RESULTS.md)."""
-    w = net.predict(crops, batch)
-    if mirror is None:
-        return w
-    return (w + net.predict(torch.flip(crops, dims=[3]), batch) @ mirror.T) / 2
-
-
 def mirror_batch(crops: torch.Tensor, weights: torch.Tensor, mirror: torch.Tensor | None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mirror augmentation for training: a random half of the (B, 3, S, S) crops flipped
@@ -165,7 +151,7 @@ def save_identity_cnn(path, net: IdentityCNN, fp16_state: dict, recipe: dict, sc
     """Write the package :func:`load_identity_cnn` reads, atomically: ``model`` (the fp16 state
     dict from :func:`round_to_fp16`), ``arch`` (the constructor's arguments), ``recipe`` (how it was
     trained; ``template_sha256`` is checked on load) and ``scores``."""
-    from ..train.trainer import atomic_save
+    from ..checkpoint import atomic_save
 
     if "template_sha256" not in recipe:
         raise ValueError("the recipe must name the template it was trained for (template_sha256)")
@@ -180,7 +166,7 @@ def load_identity_cnn(path: str | None = None) -> IdentityCNN:
     p = Path(path) if path else DEFAULT_WEIGHTS
     if not p.is_file():
         raise FileNotFoundError(f"no identity CNN weights at {p}; train them with "
-                                "scripts/image_identity_probe.py (docs/RESULTS.md)")
+                                "python -m glvd_core train-identity (research/image_identity/NOTES.md)")
     ck = torch.load(p, map_location="cpu", weights_only=True)
     if "model" not in ck:  # a bare state dict (a training run's checkpoint)
         ck = dict(model=ck)

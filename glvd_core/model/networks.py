@@ -50,17 +50,17 @@ class StackedHourglass(nn.Module):
 
     def __init__(self, cfg: GLVDConfig):
         super().__init__()
-        w, g = cfg.fv_width, cfg.groups
+        w, g = cfg.arch.fv_width, cfg.arch.groups
         c1 = max(w // 4, 16)
         self.stem = nn.Sequential(nn.Conv2d(4, c1, 7, stride=2, padding=3), _gn(c1, g), nn.ReLU(inplace=True),
                                   Residual(c1, w // 2, g), nn.MaxPool2d(2), Residual(w // 2, w // 2, g),
                                   Residual(w // 2, w, g))
-        self.hgs = nn.ModuleList([Hourglass(cfg.hg_depth, w, g) for _ in range(cfg.fv_stacks)])
+        self.hgs = nn.ModuleList([Hourglass(cfg.arch.hg_depth, w, g) for _ in range(cfg.arch.fv_stacks)])
         self.feats = nn.ModuleList([nn.Sequential(Residual(w, w, g), nn.Conv2d(w, w, 1), _gn(w, g), nn.ReLU(inplace=True))
-                                    for _ in range(cfg.fv_stacks)])
-        self.outs = nn.ModuleList([nn.Conv2d(w, cfg.fv_out, 1) for _ in range(cfg.fv_stacks)])
-        self.merge_f = nn.ModuleList([nn.Conv2d(w, w, 1) for _ in range(cfg.fv_stacks - 1)])
-        self.merge_o = nn.ModuleList([nn.Conv2d(cfg.fv_out, w, 1) for _ in range(cfg.fv_stacks - 1)])
+                                    for _ in range(cfg.arch.fv_stacks)])
+        self.outs = nn.ModuleList([nn.Conv2d(w, cfg.arch.fv_out, 1) for _ in range(cfg.arch.fv_stacks)])
+        self.merge_f = nn.ModuleList([nn.Conv2d(w, w, 1) for _ in range(cfg.arch.fv_stacks - 1)])
+        self.merge_o = nn.ModuleList([nn.Conv2d(cfg.arch.fv_out, w, 1) for _ in range(cfg.arch.fv_stacks - 1)])
 
     def forward(self, x):
         x = self.stem(x)
@@ -79,11 +79,11 @@ class KeypointFeatures(nn.Module):
 
     def __init__(self, cfg: GLVDConfig):
         super().__init__()
-        cin = 4 + cfg.fv_out + cfg.heatmap_channels
-        w, g = cfg.fs_width, cfg.groups
+        cin = 4 + cfg.arch.fv_out + cfg.arch.heatmap_channels
+        w, g = cfg.arch.fs_width, cfg.arch.groups
         self.inp = nn.Sequential(nn.Conv2d(cin, w, 3, padding=1), _gn(w, g), nn.ReLU(inplace=True), Residual(w, w, g))
-        self.hg = Hourglass(cfg.hg_depth, w, g)
-        self.out = nn.Sequential(Residual(w, w, g), nn.Conv2d(w, cfg.fs_out, 1))
+        self.hg = Hourglass(cfg.arch.hg_depth, w, g)
+        self.out = nn.Sequential(Residual(w, w, g), nn.Conv2d(w, cfg.arch.fs_out, 1))
 
     def forward(self, image_mask_small, first_stack, heatmaps):
         return self.out(self.hg(self.inp(torch.cat([image_mask_small, first_stack, heatmaps], 1))))
@@ -162,20 +162,20 @@ class GLVDNet(nn.Module):
     def __init__(self, cfg: GLVDConfig, n_vertices: int):
         super().__init__()
         self.cfg = cfg
-        K = cfg.num_keypoints
+        K = cfg.arch.num_keypoints
         self.f_v = StackedHourglass(cfg)
         self.f_s = KeypointFeatures(cfg)
-        enc = {"relative": 3 * K, "distance": K, "none": 0}[cfg.encoding]
-        self.g_v = WNMLP(3 + cfg.fv_dim + enc, cfg.hidden_v, n_vertices)
-        self.g_k = WNMLP(3 + cfg.fs_out, cfg.hidden_k, K)
-        self.sdf = SDFHead(3 + cfg.fv_dim)
+        enc = {"relative": 3 * K, "distance": K, "none": 0}[cfg.arch.encoding]
+        self.g_v = WNMLP(3 + cfg.arch.fv_dim + enc, cfg.arch.hidden_v, n_vertices)
+        self.g_k = WNMLP(3 + cfg.arch.fs_out, cfg.arch.hidden_k, K)
+        self.sdf = SDFHead(3 + cfg.arch.fv_dim)
 
     def encoding(self, points, keypoints):
         """(B, P, 3) points and (B, K, 3) keypoints -> the keypoint-relative encoding (B, P, E)."""
-        if self.cfg.encoding == "none":
+        if self.cfg.arch.encoding == "none":
             return points.new_zeros(points.shape[:-1] + (0,))
         rel = keypoints.unsqueeze(1) - points.unsqueeze(2)  # (B, P, K, 3) = k - v
-        if self.cfg.encoding == "distance":
+        if self.cfg.arch.encoding == "distance":
             return rel.norm(dim=-1)
         return rel.flatten(2)
 

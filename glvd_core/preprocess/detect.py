@@ -13,8 +13,6 @@ from ..io import InputError
 from .mp68 import MP68_INDEX
 
 MIN_FACE_PX = 64
-LANDMARK_MAPS = ("nearest", "learned")
-LANDMARK_MAP = "nearest"  # the 68-point map the pipeline uses (see mp_to_68); evaluate --landmark-map sets it
 
 
 @dataclass
@@ -112,24 +110,8 @@ class MediaPipeFaces:
         return d
 
 
-def mp_to_68(p478: np.ndarray, method: str | None = None) -> np.ndarray:
+def mp_to_68(p478: np.ndarray) -> np.ndarray:
     """(478, 3) or (F, 478, 3) MediaPipe points (x, y pixels, z relative) -> (68, 2) / (F, 68, 2)
-    pixels in the template's Multi-PIE layout. ``method`` (default :data:`LANDMARK_MAP`):
-    "nearest", the nearest single mesh point per landmark (:func:`mp_to_68_index`); "learned", the
-    ridge map of :mod:`.landmark_regressor` — 2.4 px from the true landmarks at 256 px on held-out
-    ICT renders against 4.4 px, but the 3DMM fit with it is worse on the real scan (3.090 against
-    2.909 mm), so it is not the default (docs/PREPROCESS.md)."""
-    method = method or LANDMARK_MAP
-    if method == "nearest":
-        return mp_to_68_index(p478)
-    if method != "learned":
-        raise ValueError(f"landmark map must be one of {', '.join(LANDMARK_MAPS)}, not {method!r}")
-    from .landmark_regressor import default_regressor
-
-    return default_regressor()(p478)
-
-
-def mp_to_68_index(p478: np.ndarray) -> np.ndarray:
-    """(..., 478, >=2) -> (..., 68, 2): the nearest single MediaPipe point per landmark
-    (``mp68.MP68_INDEX``; the map used before the learned one, kept for comparison)."""
+    pixels in the template's Multi-PIE layout: the nearest single mesh point per landmark
+    (``mp68.MP68_INDEX``)."""
     return np.asarray(p478)[..., MP68_INDEX, :2].astype(np.float64)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cameras import Camera
+from ..cameras import DEFAULT_FOV_DEG, Camera
 from ..io import InputError
 
 MAX_SIDE = 2048          # photos are downscaled to at most this many pixels on the longer side
-DEFAULT_FOV_DEG = 40.0   # across the longer side, when EXIF has no focal length (~50 mm full frame)
 FULL_FRAME_DIAGONAL_MM = 43.2666
 
 

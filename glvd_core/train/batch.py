@@ -46,7 +46,7 @@ class SceneBank:
 
     def __init__(self, roots, cfg: GLVDConfig, template: Template, max_scenes: int | None = None, log=print):
         self.cfg, self.tpl = cfg, template
-        S = cfg.image_size
+        S = cfg.arch.image_size
         self.images, self.masks, self.cams, self.gt, self.detected = [], [], [], [], []
         from ..data.landmarks import load_detected
 
@@ -80,7 +80,7 @@ class SceneBank:
                 self.gt.append(s.vertices_m.astype(np.float64))
         if not self.gt:
             raise ValueError(f"no scenes with ground truth in {roots}")
-        self.kp = template.keypoint_indices(cfg.num_keypoints)
+        self.kp = template.keypoint_indices(cfg.arch.num_keypoints)
         n_det = sum(d is not None for d in self.detected)
         log(f"loaded {len(self.gt)} scenes ({sum(len(c) for c in self.cams)} views) at {S}px; "
             f"detector landmarks cached for {n_det} scenes")
@@ -91,7 +91,7 @@ class SceneBank:
     # ------------------------------------------------------------------------------------
     def _augment_view(self, rng, img, mask, cam: Camera, flip: bool):
         """Returns (image, mask, camera, A) with A the 2x3 map of original to new pixel coordinates."""
-        S = self.cfg.image_size
+        S = self.cfg.arch.image_size
         A = np.array([[1.0, 0, 0], [0, 1.0, 0]])
         if flip:
             A = np.array([[-1.0, 0, S - 1], [0, 1.0, 0]])
@@ -100,7 +100,7 @@ class SceneBank:
             K[0, 2] = S - 1 - K[0, 2]
             Fx = np.diag([-1.0, 1.0, 1.0])
             cam = Camera(Fx @ cam.R @ MIRROR_WORLD, Fx @ cam.t, K, S, S)
-        if self.cfg.augment:
+        if self.cfg.train.augment:
             z = rng.uniform(0.92, 1.08)
             d = rng.uniform(-0.04, 0.04, 2) * S
             c = (S - 1) / 2
@@ -132,7 +132,7 @@ class SceneBank:
             i = int(rng.integers(len(self.gt)))
             nv = len(self.cams[i])
             views = rng.choice(nv, size=min(n_views, nv), replace=False) if n_views <= nv else rng.integers(0, nv, n_views)
-            flip = cfg.mirror and rng.random() < 0.5
+            flip = cfg.train.mirror and rng.random() < 0.5
             gt = self.gt[i]
             if flip:
                 gt = (gt @ MIRROR_WORLD)[tpl.symmetry]
@@ -143,16 +143,16 @@ class SceneBank:
                 vm.append(m)
                 cams.append(c)
                 affs.append(aff)
-            fr = make_frame(cams, cfg.frame_scale_m, cfg.head_extent_m, cfg.nominal_fill)
+            fr = make_frame(cams, cfg.arch.frame_scale_m, cfg.arch.head_extent_m, cfg.arch.nominal_fill)
             if len(cams) == 1:  # single view: GT rescaled about the camera centre to the nominal depth
                 xc = cams[0].world_to_camera(gt)
-                xc *= nominal_depth(cams[0], cfg.head_extent_m, cfg.nominal_fill) / xc.mean(0)[2]
+                xc *= nominal_depth(cams[0], cfg.arch.head_extent_m, cfg.arch.nominal_fill) / xc.mean(0)[2]
                 gt_n = (xc - fr.c_cam0) / fr.scale_m
             else:
                 gt_n = fr.from_world_m(gt)
             lm3 = gt[tpl.landmarks68]
             lm = np.stack([c.project(lm3) for c in cams])
-            lm = lm + rng.normal(0, cfg.landmark_noise_px, lm.shape)
+            lm = lm + rng.normal(0, cfg.train.landmark_noise_px, lm.shape)
             det = self.detected[i]
             for j, v in enumerate(views):  # the detector's landmarks where it found the face
                 if det is not None and det[1][v]:

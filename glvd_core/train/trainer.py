@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, atomic_save, load_checkpoint, resolve_device
+from ..geometry.tensor import clip_norm
 from ..model.config import GLVDConfig
-from ..model.glvd import GLVD, SHAPE_INPUT_PRIORS, landmark_heatmaps
+from ..model.glvd import GLVD, landmark_heatmaps
 from ..template import Template, load_template
 from .batch import Batch, SceneBank
 
 STAGES = ("sdf", "kp", "vertex")
-CHECKPOINT_FORMAT = "glvd-checkpoint/1"
-MODEL_FORMAT = "glvd-model/1"
 
 
 # ------------------------------------------------------------------------------------ losses
@@ -35,23 +35,7 @@ def displacement_loss(pred: torch.Tensor, target: torch.Tensor, cfg: GLVDConfig)
     units (our decision: keeps the magnitude term on the directional term's scale)."""
     pn, tn = pred.norm(dim=-1), target.norm(dim=-1)
     cos = (pred * target).sum(-1) / (pn * tn).clamp_min(1e-8)
-    return (cfg.lambda_dir * (1 - cos) + cfg.lambda_mag * (pn - tn).abs() / cfg.clip).mean()
-
-
-def clipped(d: torch.Tensor, c: float) -> torch.Tensor:
-    n = d.norm(dim=-1, keepdim=True)
-    return d * torch.clamp(c / n.clamp_min(1e-12), max=1.0)
-
-
-# ------------------------------------------------------------------------------------ atomic io
-def atomic_save(obj, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return (cfg.train.lambda_dir * (1 - cos) + cfg.train.lambda_mag * (pn - tn).abs() / cfg.inference.clip).mean()
 
 
 def step_rng(seed: int, stage: str, step: int, rank: int = 0) -> tuple[np.random.Generator, torch.Generator]:
@@ -84,9 +68,9 @@ class TrainOptions:
 class Trainer:
     def __init__(self, cfg: GLVDConfig, data, out: str | Path, opts: TrainOptions | None = None,
                  template: Template | None = None, resume: bool = False):
-        if cfg.vertex_prior in SHAPE_INPUT_PRIORS:
-            raise ValueError(f"vertex_prior={cfg.vertex_prior} is an inference-time choice (the shape comes from "
-                             f"each photo): train with vertex_prior=keypoints and set {cfg.vertex_prior} when shipping")
+        if cfg.inference.vertex_prior == "image":
+            raise ValueError("vertex_prior=image is an inference-time choice (the shape comes from each photo): "
+                             "train with vertex_prior=keypoints and set image when shipping")
         self.cfg, self.opts = cfg, opts or TrainOptions()
         self.out = Path(out)
         self.tpl = template or load_template()
@@ -96,10 +80,7 @@ class Trainer:
         if self.opts.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be auto, bf16 or off, not {self.opts.amp!r}")
         self.amp = self.opts.amp == "bf16" or (self.opts.amp == "auto" and self.device.type == "cuda")
-        self.frozen_parts = [f.strip() for f in cfg.vertex_stage_frozen.split(",") if f.strip()]
-        unknown = [f for f in self.frozen_parts if f not in ("f_v", "g_v.l1", "g_v.l2", "g_v.l3")]
-        if unknown:
-            raise ValueError(f"vertex_stage_frozen: unknown part(s) {unknown}; choose from f_v, g_v.l1, g_v.l2, g_v.l3")
+        self.frozen_parts = list(cfg.train.vertex_stage_frozen)
         self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.rank = int(os.environ.get("RANK", "0"))
         if self.ddp:
@@ -107,8 +88,8 @@ class Trainer:
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
                 torch.cuda.set_device(self.device)
-        with torch.random.fork_rng(devices=[]):  # initial weights are a function of cfg.seed
-            torch.manual_seed(cfg.seed)
+        with torch.random.fork_rng(devices=[]):  # initial weights are a function of cfg.train.seed
+            torch.manual_seed(cfg.train.seed)
             self.model = GLVD(cfg, self.tpl).to(self.device)
         self.faces = torch.as_tensor(self.tpl.faces, dtype=torch.long, device=self.device)
         self.stage, self.step = STAGES[0], 0
@@ -148,7 +129,7 @@ class Trainer:
 
     def _init_from(self, path):
         src = GLVDConfig.from_dict(self._read_weights(path)["config"])
-        if src.vertex_prior == "none" and self.cfg.vertex_prior != "none":
+        if src.inference.vertex_prior == "none" and self.cfg.inference.vertex_prior != "none":
             l3 = self.model.net.g_v.l3
             with torch.no_grad():  # the residual starts near zero (the descent starts as the posed
                 # template); 1 % rather than 0 keeps gradients flowing into the hidden layers, which
@@ -173,12 +154,12 @@ class Trainer:
                            if not any(k.startswith(f + ".") for f in self.frozen_parts)]}[stage]
 
     def stage_steps(self, stage):
-        return {"sdf": self.cfg.sdf_steps, "kp": self.cfg.kp_steps, "vertex": self.cfg.vertex_steps}[stage]
+        return {"sdf": self.cfg.train.sdf_steps, "kp": self.cfg.train.kp_steps, "vertex": self.cfg.train.vertex_steps}[stage]
 
     def lr_at(self, stage, step):
         T = self.stage_steps(stage)
-        t0 = self.cfg.decay_start * T
-        return self.cfg.lr if step < t0 else self.cfg.lr * max(0.0, (T - step) / max(T - t0, 1))
+        t0 = self.cfg.train.decay_start * T
+        return self.cfg.train.lr if step < t0 else self.cfg.train.lr * max(0.0, (T - step) / max(T - t0, 1))
 
     def _batches(self, stage: str, start: int, end: int):
         """Yields (batch on the CPU, torch generator, views) for steps start..end-1.
@@ -186,9 +167,9 @@ class Trainer:
         Each batch is a function of (seed, stage, step, rank) alone, so the stream is the same with
         or without loader threads and after a resume; threads only build the next ones ahead."""
         def make(step):
-            rng, gen = step_rng(self.cfg.seed, stage, step, self.rank)
-            n_views = 3 if rng.random() < self.cfg.multiview_prob else 1
-            return self.bank.batch(rng, self.cfg.batch_size, n_views), gen, n_views
+            rng, gen = step_rng(self.cfg.train.seed, stage, step, self.rank)
+            n_views = 3 if rng.random() < self.cfg.train.multiview_prob else 1
+            return self.bank.batch(rng, self.cfg.train.batch_size, n_views), gen, n_views
 
         n = self.opts.loader_threads
         if n < 0:
@@ -232,7 +213,7 @@ class Trainer:
             train_model = StageLoss(self)
             if self.ddp:
                 train_model = torch.nn.parallel.DistributedDataParallel(train_model, find_unused_parameters=True)
-            opt = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.9, 0.999))
+            opt = torch.optim.Adam(params, lr=self.cfg.train.lr, betas=(0.9, 0.999))
             if self.opt_state is not None:
                 opt.load_state_dict(self.opt_state)
                 self.opt_state = None
@@ -257,7 +238,7 @@ class Trainer:
                 ema = lv if ema is None else 0.95 * ema + 0.05 * lv
                 if self.rank == 0 and (self.step % self.opts.log_every == 0 or self.step == T):
                     el = time.time() - t_start
-                    sps = self.cfg.batch_size * stage_done / max(el, 1e-9)
+                    sps = self.cfg.train.batch_size * stage_done / max(el, 1e-9)
                     with open(self.out / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(dict(stage=stage, step=self.step, loss=lv, loss_ema=ema,
                                                 lr=opt.param_groups[0]["lr"], views=n_views,
@@ -299,12 +280,12 @@ class Trainer:
             atomic_save(dict(format=MODEL_FORMAT, config=self.cfg.to_dict(), template_sha256=self.tpl.sha256,
                              model=self.model.net.state_dict(),
                              recipe=dict(scenes=len(self.bank), steps={s: self.stage_steps(s) for s in STAGES},
-                                         seed=self.cfg.seed)), path)
+                                         seed=self.cfg.train.seed)), path)
         return path
 
     # -- per-stage losses ------------------------------------------------------------------
     def _heatmaps(self, b: Batch):
-        c = self.cfg
+        c = self.cfg.arch
         return landmark_heatmaps(b.landmarks_px, b.landmarks_ok, c.image_size, c.feature_size, c.heatmap_sigma_px)
 
     def _uniform(self, gen, B, n, extent=1.0):
@@ -319,7 +300,7 @@ class Trainer:
 
     def loss_sdf(self, b: Batch, gen):
         B, V = b.images.shape[:2]
-        Q = self.cfg.queries_per_scene
+        Q = self.cfg.train.queries_per_scene
         near, _ = self._near(gen, b.gt_vertices, Q - Q // 4, [0.01, 0.03, 0.1])
         q = torch.cat([self._uniform(gen, B, Q // 4), near], 1)
         fv = self.model.encode_vertex_only(b.images, b.masks)
@@ -335,10 +316,10 @@ class Trainer:
 
     def loss_kp(self, b: Batch, gen):
         B, V = b.images.shape[:2]
-        Q = self.cfg.queries_per_scene
+        Q = self.cfg.train.queries_per_scene
         gk = b.gt_keypoints
         n3 = Q // 3
-        init = self._uniform(gen, B, n3, self.cfg.kp_init_extent)
+        init = self._uniform(gen, B, n3, self.cfg.inference.kp_init_extent)
         alpha = torch.rand(B, n3, 1, generator=gen).to(self.device)
         idx = torch.randint(0, gk.shape[1], (B, n3), generator=gen).to(self.device)
         interp = (1 - alpha) * init + alpha * torch.gather(gk, 1, idx[..., None].expand(B, n3, 3))
@@ -350,13 +331,13 @@ class Trainer:
         fk = self.model.net.f_s(small, fv0, self._heatmaps(b).flatten(0, 1))
         h = self.model.keypoint_hidden(fk, B, V, q, b.A, b.b, b.K)
         pred = self.model.net.g_k.head(h)  # (B, Q, K, 3): every keypoint target
-        target = clipped(gk[:, None] - q[:, :, None], self.cfg.clip)
+        target = clip_norm(gk[:, None] - q[:, :, None], self.cfg.inference.clip)
         return displacement_loss(pred, target, self.cfg)
 
     def loss_vertex(self, b: Batch, gen):
         cfg = self.cfg
         B, V = b.images.shape[:2]
-        Q, N = cfg.queries_per_scene, b.gt_vertices.shape[1]
+        Q, N = cfg.train.queries_per_scene, b.gt_vertices.shape[1]
         init = self.model.vertex_init.expand(B, -1, -1)
         n_u, n_g = Q // 4, Q // 4
         n_i = Q - n_u - n_g
@@ -369,23 +350,23 @@ class Trainer:
         q = torch.cat([self._uniform(gen, B, n_u), near, interp], 1)
         own = torch.cat([torch.randint(0, N, (B, n_u), generator=gen).to(self.device), own_g, idx], 1)
         # noisy GT keypoints: sigma, 3 sigma along the camera-0 depth axis (normalised z)
-        noise = torch.randn(b.gt_keypoints.shape, generator=gen).to(self.device) * cfg.kp_noise_sigma
+        noise = torch.randn(b.gt_keypoints.shape, generator=gen).to(self.device) * cfg.train.kp_noise_sigma
         noise[..., 2] *= 3
         kps = b.gt_keypoints + noise
         with torch.set_grad_enabled("f_v" not in self.frozen_parts):
             fv = self.model.encode_vertex_only(b.images, b.masks)
         mask = None
-        if cfg.feature_dropout > 0:
-            keep = (torch.rand(B, V, Q, cfg.fv_dim, generator=gen) >= cfg.feature_dropout).to(self.device)
-            mask = keep.float() / (1 - cfg.feature_dropout)
+        if cfg.train.feature_dropout > 0:
+            keep = (torch.rand(B, V, Q, cfg.arch.fv_dim, generator=gen) >= cfg.train.feature_dropout).to(self.device)
+            mask = keep.float() / (1 - cfg.train.feature_dropout)
         h = self.model.vertex_hidden(fv, B, V, q, kps, b.A, b.b, b.K, dropout_mask=mask)
         own_gt = torch.gather(b.gt_vertices, 1, own[..., None].expand(-1, -1, 3))
         with torch.no_grad():
             prior = self.model.vertex_prior(kps)  # None, or the keypoint-posed template (B, N, 3)
-        own_loss = displacement_loss(self.model.vertex_displacement(h, q, own, prior), clipped(own_gt - q, cfg.clip), cfg)
-        if cfg.targets_per_query and cfg.targets_per_query < N:
+        own_loss = displacement_loss(self.model.vertex_displacement(h, q, own, prior), clip_norm(own_gt - q, cfg.inference.clip), cfg)
+        if cfg.train.targets_per_query and cfg.train.targets_per_query < N:
             # S random rows shared by the scene's queries (one matmul)
-            tgt = torch.randint(0, N, (B, cfg.targets_per_query), generator=gen).to(self.device)
+            tgt = torch.randint(0, N, (B, cfg.train.targets_per_query), generator=gen).to(self.device)
             pred = self.model.net.g_v.head_shared(h, tgt)
             gt = torch.gather(b.gt_vertices, 1, tgt[..., None].expand(-1, -1, 3)).unsqueeze(1)
             if prior is not None:
@@ -395,8 +376,8 @@ class Trainer:
             gt = b.gt_vertices[:, None]
             if prior is not None:
                 pred = pred + self.model.prior_pull(prior[:, None], q[:, :, None])
-        rows_loss = displacement_loss(pred, clipped(gt - q[:, :, None], cfg.clip), cfg)
-        return cfg.own_row_weight * own_loss + (1 - cfg.own_row_weight) * rows_loss
+        rows_loss = displacement_loss(pred, clip_norm(gt - q[:, :, None], cfg.inference.clip), cfg)
+        return cfg.train.own_row_weight * own_loss + (1 - cfg.train.own_row_weight) * rows_loss
 
 
 class StageLoss(torch.nn.Module):
@@ -419,32 +400,3 @@ def vertex_normals_t(v: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     for k in range(3):
         n.index_add_(1, faces[:, k], fn)
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but CUDA is not available (torch "
-                           f"{torch.__version__}, built {'with' if torch.backends.cuda.is_built() else 'without'} CUDA); "
-                           "use --device cpu or install the CUDA build (README: CUDA)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return torch.device(device)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint/model file safely (``weights_only=True``) with clear errors."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such model file")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, unsafe pickle
-        raise ValueError(f"{p}: not a readable GLVD model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    if not isinstance(ck, dict) or ck.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
-        raise ValueError(f"{p}: not a GLVD model file")
-    for k, t in ck["model"].items():
-        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
-            raise ValueError(f"{p}: weights contain NaN or inf ({k})")
-    return ck

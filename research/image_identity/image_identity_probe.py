@@ -19,8 +19,8 @@ Also the cosine between each predicted shape offset and the true one (synthetic:
 weights; the scan: the shape-space oracle fit to its surface at 10 mm noise, ``scan_ceiling.py``),
 in the same similarity-free vertex metric as the loss: +1 means the right direction.
 
-    python scripts/image_identity_probe.py [--epochs 30] [--out runs/image_identity] \\
-        [--json docs/results/image_identity/probe.json] [--train train ...] [--sets val eval ...]
+    python -m research.image_identity.image_identity_probe [--epochs 30] [--out runs/image_identity] \\
+        [--json research/image_identity/image_identity/probe.json] [--train train ...] [--sets val eval ...]
 
 Needs data/train, data/val, data/eval with their ``landmarks_detected.npz`` caches
 (``python -m glvd_core detect-landmarks --data DIR``) and data/eval_scan. About 27 minutes of
@@ -36,99 +36,18 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
 from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, mirror_batch,  # noqa: E402
-                                         mirror_weight_map, read_identity, round_to_fp16, save_identity_cnn)
+                                         mirror_weight_map, round_to_fp16, save_identity_cnn)
+from glvd_core.train.identity import shape_metric  # noqa: E402
+from research.lib import _mean_or_none, load_crops, read_identity, scan_truth, shape_cosine  # noqa: E402
 
 ORACLE_NOISE_M = 0.010  # the scan's "true direction": the shape-space oracle at 10 mm (scan_ceiling.py)
-
-
-def load_crops(root: Path, views=None):
-    """Crops, GT identity weights (or None) and (scene, view) of every detected view (``views``:
-    only these view indices). Synthetic sets use their detection cache; the scan set is detected."""
-    from glvd_core.io import InputError
-    from glvd_core.preprocess import MediaPipeFaces
-
-    X, W, idx = [], [], []
-    for sd in sorted(root.glob("scene_*")):
-        cache = sd / "landmarks_detected.npz"
-        cached = None
-        if cache.is_file():
-            with np.load(cache) as z:
-                cached = z["ok"], z["landmarks478"]
-        with np.load(sd / "gt.npz") as g:
-            w = g["identity"] if "identity" in g.files else None
-        for v in range(len(list(sd.glob("view_*.png")))):
-            if views is not None and v not in views or cached is not None and not cached[0][v]:
-                continue
-            img = cv2.imread(str(sd / f"view_{v:02d}.png"))[:, :, ::-1].copy()
-            if cached is not None:
-                l478 = cached[1][v]
-            else:
-                try:
-                    l478 = MediaPipeFaces.detect(img, segment=False).landmarks478
-                except InputError:
-                    continue
-            X.append(face_crop(img, l478))
-            W.append(w)
-            idx.append((int(sd.name[6:]), v, l478))
-    Wa = None if W[0] is None else torch.tensor(np.array(W, np.float32))
-    return torch.tensor(np.array(X, np.uint8)), Wa, idx
-
-
-def scan_truth(root: Path, idx) -> dict:
-    """Scene index -> (GT points (P, 3) m, 68 landmarks (68, 3) m) of every scan scene named in
-    ``idx`` (as :func:`load_crops` returns it), each file read once."""
-    out = {}
-    for s, _, _ in idx:
-        if s not in out:
-            with np.load(root / f"scene_{s:05d}" / "gt.npz") as g:
-                out[s] = g["points_m"], g["landmarks68_m"]
-    return out
-
-
-def similarity_basis(X0c: np.ndarray) -> np.ndarray:
-    """(3n, 7): how the points ``X0c`` (n, 3), centred, move under a small similarity about their
-    centre, one column per parameter: scale, then for each axis a translation and a rotation."""
-    cols = [X0c.reshape(-1)]
-    for a in range(3):
-        e = np.eye(3)[a]
-        cols += [np.broadcast_to(e, X0c.shape).reshape(-1), np.cross(e, X0c).reshape(-1)]
-    return np.stack(cols, 1)
-
-
-def shape_metric(tpl):
-    """rms(dw) (B,) mm: per-vertex RMS over the narrow face of the identity-weight error ``dw``
-    (B, 100), each mode's similarity part (translation, rotation, scale about the mean face)
-    projected out; computed on ``dw``'s device."""
-    nf = tpl.narrow_face_mask
-    Bn = torch.tensor(identity_modes(tpl)[:, nf].reshape(100, -1) * 1000, dtype=torch.float64)
-    X0 = tpl.vertices_m[nf].astype(np.float64) * 1000
-    Q, _ = torch.linalg.qr(torch.tensor(similarity_basis(X0 - X0.mean(0))))
-    Bp = Bn - (Bn @ Q) @ Q.T
-    G = (Bp @ Bp.T / nf.sum()).float()
-    return lambda dw: torch.sqrt(torch.einsum("bi,ij,bj->b", dw, G.to(dw.device), dw).clamp_min(0))
-
-
-def shape_cosine(rms, a, b) -> float:
-    """Cosine between two identity-weight vectors in the metric of :func:`shape_metric` (the
-    shapes' similarity-free offsets from the mean face); NaN when one is zero."""
-    a, b = torch.as_tensor(a, dtype=torch.float32)[None], torch.as_tensor(b, dtype=torch.float32)[None]
-    na, nb = rms(a).item(), rms(b).item()
-    if na == 0 or nb == 0:
-        return float("nan")
-    return (na ** 2 + nb ** 2 - rms(a - b).item() ** 2) / (2 * na * nb)
-
-
-def _mean_or_none(x):
-    """Mean of the defined values, None when there are none (the mean face has no direction)."""
-    x = [v for v in x if np.isfinite(v)]
-    return float(np.mean(x)) if x else None
 
 
 def train(net, X, W, Xv, Wv, rms, epochs, bs=64, log=print, mirror=None):

@@ -1,7 +1,7 @@
 """Where the single-view error comes from: how good are the descent's 3D keypoints, and how much
 of the identity could the 18 keypoints carry if they were right?
 
-    python scripts/diagnose_keypoints.py --data data/eval --scenes 20 [--views 1|3] [--weights W] [--json OUT]
+    python -m research.keypoint_diagnosis.diagnose_keypoints --data data/eval --scenes 20 [--views 1|3] [--weights W] [--json OUT]
 
 On each held-out synthetic scene (MediaPipe landmarks, as ``evaluate``: ``--views 1`` is view 0 in
 its camera frame with the true intrinsics, ``--views 3`` the world frame with the true cameras):
@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from glvd_core import Reconstructor, load_template  # noqa: E402
 from glvd_core.cameras import Camera  # noqa: E402
 from glvd_core.data import GLVDDataset  # noqa: E402
-from glvd_core.evaluate import chamfer_mm, umeyama  # noqa: E402
+from glvd_core.evaluate import chamfer_mm
+from glvd_core.geometry import umeyama  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
 from glvd_core.io import InputError  # noqa: E402
 from glvd_core.model.glvd import ridge_identity_fit, ridge_solve  # noqa: E402
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     mean = tpl.vertices_m.astype(np.float64)
     k18, k68 = tpl.keypoint_indices(18), tpl.landmarks68
     rec = Reconstructor.from_pretrained(a.weights, device="cpu")
-    if rec.model.cfg.num_keypoints != 18:
+    if rec.model.cfg.arch.num_keypoints != 18:
         raise SystemExit("this diagnostic assumes the 18-keypoint layout")
     ds = GLVDDataset(a.data)
     rows: dict[str, list] = {"mean template": [], "model final shape": [], "oracle fit, 18 GT keypoints": [],

@@ -6,8 +6,8 @@ used: this bounds every method whose shape is the template moved inside the iden
 (the 3DMM landmark fit, ``vertex_prior=identity|landmarks``), and says how much of the scan
 error is left for a learned per-vertex residual.
 
-    python scripts/scan_ceiling.py [--data data/eval_scan] [--modes 0 10 30 100] [--noise-mm 1 3]
-    python scripts/scan_ceiling.py --landmark-fits [--data data/eval_scan]
+    python -m research.scan_ceiling.scan_ceiling [--data data/eval_scan] [--modes 0 10 30 100] [--noise-mm 1 3]
+    python -m research.scan_ceiling.scan_ceiling --landmark-fits [--data data/eval_scan]
 
 ``--landmark-fits``: does trusting the scan's landmarks more help? Per scene (view 0, true
 intrinsics) the 3DMM landmark fit (the baseline) to the projection of the scan's own 68
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402

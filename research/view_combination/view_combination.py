@@ -25,7 +25,7 @@ three-view validation heads (``data/val150x3``, seed 81000) and of the held-out 
 Shape errors are the probe's similarity-free narrow-face RMS in mm (``image_identity_probe``),
 not the tables' Chamfer.
 
-    python scripts/view_combination.py [--weights bundled PATH ...] [--json docs/results/view_combination.json]
+    python -m research.view_combination.view_combination [--weights bundled PATH ...] [--json research/view_combination/view_combination.json]
 
 Needs data/val150x3, data/eval and data/eval_scan48. About 1 minute on 2 CPU cores for three CNNs.
 """
@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from image_identity_probe import load_crops, scan_truth, shape_metric  # noqa: E402
+from glvd_core.train.identity import shape_metric  # noqa: E402
+from research.lib import load_crops, scan_truth  # noqa: E402
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.cameras import load_cameras  # noqa: E402

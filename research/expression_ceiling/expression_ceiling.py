@@ -11,7 +11,7 @@ This scores, with the aligned Chamfer of ``evaluate`` (GT narrow face -> shape, 
 - the scan (view 0 of the detected sets): the mean face and the CNN's shape, each with and
   without both eyes closed (``eyeBlink_L/R`` = 1: the scan subject's eyes are closed).
 
-    python scripts/expression_ceiling.py [--json docs/results/expression_ceiling.json]
+    python -m research.expression_ceiling.expression_ceiling [--json research/expression_ceiling/expression_ceiling.json]
 """
 import argparse
 import json
@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from image_identity_probe import load_crops, scan_truth  # noqa: E402
+from research.lib import load_crops, scan_truth  # noqa: E402
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.evaluate import chamfer_mm, chamfer_scan_mm  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import load_identity_cnn, read_identity  # noqa: E402
+from glvd_core.model.identity_cnn import load_identity_cnn  # noqa: E402
+from research.lib import read_identity  # noqa: E402
 
 
 def main(argv=None):

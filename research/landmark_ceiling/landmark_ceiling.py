@@ -4,14 +4,14 @@ landmarks (projected ground truth, assumed noise 0.5 and 2 px) and to the detect
 held-out scenes; aligned unidirectional Chamfer (mm) as ``evaluate``, 5,000 points; also the
 detected landmarks' mean pixel error at 256 px.
 
-    python scripts/landmark_ceiling.py [N=20]   (data/eval)
+    python -m research.landmark_ceiling.landmark_ceiling [N=20]   (data/eval)
 """
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_3dmm_to_landmarks  # noqa: E402

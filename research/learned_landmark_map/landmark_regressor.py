@@ -4,8 +4,8 @@ MediaPipe's mesh points are not the template's (ICT) landmark vertices: the near
 point per landmark (``mp68.MP68_INDEX``) lies 4.4 px from the projected ground truth at 256 px
 (jaw 6.2 px: a silhouette contour against fixed vertices). This module replaces that look-up by
 ridge regression from all 478 points (x, y and MediaPipe's relative depth z), fitted on the data
-engine's renders by ``scripts/fit_landmark_regressor.py``; the measured errors are stored in the
-asset (``glvd_core/assets/landmarks68_regressor.npz``, derived from ICT-FaceKit renders: see
+engine's renders by ``research/learned_landmark_map/fit_landmark_regressor.py``; the measured errors are stored in the
+asset (``landmarks68_regressor.npz`` beside this file, derived from ICT-FaceKit renders: see
 ICT_LICENSE.txt / ICT_CREDITS.md beside it) and in docs/PREPROCESS.md.
 
 The map works in a normalised frame: each face's 478 (x, y) are moved by the 2D similarity
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-ASSET = Path(__file__).resolve().parent.parent / "assets" / "landmarks68_regressor.npz"
+ASSET = Path(__file__).resolve().parent / "landmarks68_regressor.npz"
 NUM_MESH = 478
 NUM_LANDMARKS = 68
 
@@ -111,7 +111,7 @@ class LandmarkRegressor:
         return out[0] if single else out
 
     def save(self, path) -> None:
-        from ..io import atomic_write_bytes
+        from glvd_core.io import atomic_write_bytes
         import io
 
         buf = io.BytesIO()
@@ -123,7 +123,7 @@ class LandmarkRegressor:
     def load(cls, path=ASSET) -> "LandmarkRegressor":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"landmark regressor {path} is missing (scripts/fit_landmark_regressor.py makes it)")
+            raise FileNotFoundError(f"landmark regressor {path} is missing (research/learned_landmark_map/fit_landmark_regressor.py makes it)")
         with np.load(path) as z:
             return cls(z["weights"], z["reference"], json.loads(str(z["info"])))
 

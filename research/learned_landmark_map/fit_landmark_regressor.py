@@ -1,4 +1,4 @@
-"""Fit the MediaPipe-478 -> template-68 landmark map (glvd_core/preprocess/landmark_regressor.py).
+"""Fit the MediaPipe-478 -> template-68 landmark map (research/learned_landmark_map/landmark_regressor.py).
 
 Ridge regression from all 478 detected points to the projected ground-truth landmarks of the data
 engine's renders, in a similarity-normalised frame. The penalty is chosen on a validation set (the
@@ -6,7 +6,7 @@ largest within 1 % of the best validation error: the most regularised map that i
 errors of the map and of the nearest-point look-up it replaces are measured on every set given and
 stored in the asset.
 
-    python scripts/fit_landmark_regressor.py --train data/train --val data/val --eval data/eval
+    python -m research.learned_landmark_map.fit_landmark_regressor --train data/train --val data/val --eval data/eval
 
 The datasets need MediaPipe's points cached (``python -m glvd_core detect-landmarks --data DIR``;
 run here for any set whose cache is missing or older).
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.data import GLVDDataset  # noqa: E402
 from glvd_core.data.landmarks import CACHE, cache_detected_landmarks  # noqa: E402
-from glvd_core.preprocess.detect import mp_to_68_index  # noqa: E402
-from glvd_core.preprocess.landmark_regressor import ASSET, LandmarkRegressor  # noqa: E402
+from glvd_core.preprocess.detect import mp_to_68 as mp_to_68_index  # noqa: E402
+from research.learned_landmark_map.landmark_regressor import ASSET, LandmarkRegressor  # noqa: E402
 
 GROUPS = (("jaw", slice(0, 17)), ("brows", slice(17, 27)), ("nose", slice(27, 36)), ("eyes", slice(36, 48)),
           ("mouth", slice(48, 68)))
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
               for name, (p, g, w) in sets.items()}
     reg.info = dict(lam=lam, validation_px_by_lambda={f"{k:g}": v for k, v in val.items()},
                     data=dict(train=str(a.train), val=str(a.val), eval=a.eval), errors_px_at_256=report,
-                    command="python scripts/fit_landmark_regressor.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+                    command="python -m research.learned_landmark_map.fit_landmark_regressor " + " ".join(argv if argv is not None else sys.argv[1:]))
     reg.save(a.out)
     print(json.dumps(report, indent=1))
     print(f"lambda {lam:g}; wrote {a.out}")

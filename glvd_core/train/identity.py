@@ -1,7 +1,7 @@
 """Train the identity CNN (``vertex_prior="image"``) on scenes rendered while it trains: a GPU
 recipe that is not bound by how many faces MediaPipe can detect on this machine.
 
-The shipped CNN (``scripts/image_identity_probe.py``) learns from the crops of MediaPipe's
+The shipped CNN (``research/image_identity/``) learns from the crops of MediaPipe's
 detections on saved datasets, so its data is capped by rendering *and* detecting on 2 CPU cores.
 Here worker processes render fresh scenes (1 view each by default: the most identities per
 second) and crop them where MediaPipe would, while the main process trains on the crops made so
@@ -25,8 +25,8 @@ far. Two steps:
     CUDA, a time-based warm-up + cosine learning rate, scored on the val crops as it goes. Writes
     ``identity_cnn.pt`` (fp16, the product's format, with recipe and val score) and ``log.json``.
 
-    python scripts/train_identity_cnn.py prepare
-    python scripts/train_identity_cnn.py train --prep .gpu/identity_prep.npz --minutes 8 \\
+    python -m glvd_core train-identity prepare
+    python -m glvd_core train-identity train --prep .gpu/identity_prep.npz --minutes 8 \\
         --scenes 60000 --seed 30000 --out $OUT [--init previous.pt]
 """
 import argparse
@@ -41,15 +41,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ..expression.shape_space import identity_modes
+from ..geometry.similarity import similarity_basis
+from ..model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, face_crop_matrix, mirror_batch, mirror_weight_map,
+                                  round_to_fp16, save_identity_cnn, warp_crop)
+from ..template import load_template
 
-from glvd_core import load_template  # noqa: E402
-from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, face_crop_matrix,  # noqa: E402
-                                         mirror_batch, mirror_weight_map, round_to_fp16, save_identity_cnn,
-                                         warp_crop)
 
 EVAL_SEEDS = (7000, 9000)  # val and eval: never trained on
+
+
+def shape_metric(tpl):
+    """rms(dw) (B,) mm: per-vertex RMS over the narrow face of the identity-weight error ``dw``
+    (B, 100), each mode's similarity part (translation, rotation, scale about the mean face)
+    projected out; computed on ``dw``'s device. The identity CNN's training loss."""
+    nf = tpl.narrow_face_mask
+    Bn = torch.tensor(identity_modes(tpl)[:, nf].reshape(100, -1) * 1000, dtype=torch.float64)
+    X0 = tpl.vertices_m[nf].astype(np.float64) * 1000
+    Q, _ = torch.linalg.qr(torch.tensor(similarity_basis(X0 - X0.mean(0))))
+    Bp = Bn - (Bn @ Q) @ Q.T
+    G = (Bp @ Bp.T / nf.sum()).float()
+    return lambda dw: torch.sqrt(torch.einsum("bi,ij,bj->b", dw, G.to(dw.device), dw).clamp_min(0))
 
 
 def crop_params(M: np.ndarray) -> np.ndarray:
@@ -73,7 +85,7 @@ def jittered(p: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 def _views(root: Path, limit=None):
     """(projected template vertices (V, 2), detected 478 points (478, 2)) of each detected view."""
-    from glvd_core.cameras import load_cameras
+    from ..cameras import load_cameras
 
     for sd in sorted(root.glob("scene_*"))[:limit]:
         with np.load(sd / "landmarks_detected.npz") as z:
@@ -122,8 +134,8 @@ _W = {}  # per worker process: the ICT model, render model, template and prep ar
 
 
 def _worker_init(ict_path, prep_path, cfg_dict):
-    from glvd_core.data.synth import SceneConfig, render_model
-    from glvd_core.ict import load_ict
+    from ..data.synth import SceneConfig, render_model
+    from ..ict import load_ict
 
     torch.set_num_threads(1)
     ict = load_ict(ict_path)
@@ -134,8 +146,8 @@ def _worker_init(ict_path, prep_path, cfg_dict):
 
 def _render(job):
     """One scene: its views rendered, each cropped ``crops`` times -> (crops uint8, identity, plain)."""
-    from glvd_core.data.dataset import scene_rng
-    from glvd_core.data.synth import render_view, sample_lighting, sample_scene
+    from ..data.dataset import scene_rng
+    from ..data.synth import render_view, sample_lighting, sample_scene
 
     seed, index, views, crops = job
     rng = scene_rng(seed, index)
@@ -153,10 +165,7 @@ def _render(job):
 
 
 def train(a):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from image_identity_probe import shape_metric
-
-    from glvd_core.ict import find_ict_path
+    from ..ict import find_ict_path
 
     if a.seed in EVAL_SEEDS:
         raise SystemExit(f"seed {a.seed} makes evaluation scenes; pick another")
@@ -257,7 +266,7 @@ def train(a):
         n, n_plain = state["scenes"], state["plain"]
     log.update(steps=step, scenes_rendered=n, plain_scenes=n_plain, final_val_fp16_cpu=v, seconds=round(time.time() - t0),
                val_mean_face=rms(-Wv).mean().item())
-    recipe = dict(script="scripts/train_identity_cnn.py", seed=a.seed, scenes_rendered=n, views=a.views, size=a.size,
+    recipe = dict(script="python -m glvd_core train-identity", seed=a.seed, scenes_rendered=n, views=a.views, size=a.size,
                   crops_per_view=a.crops, mirror=a.mirror, p_plain=a.p_plain, p_closed_eyes=a.closed_eyes, steps=step, batch=a.batch,
                   lr=a.lr, minutes=a.minutes, init=a.init, template_sha256=tpl.sha256, device=log["device"])
     save_identity_cnn(out / "identity_cnn.pt", net, fp16, recipe, dict(val_shape_rms_mm=v))
@@ -268,14 +277,15 @@ def train(a):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m glvd_core train-identity", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="measure the detector's crops (here); write the prep npz")
-    p.add_argument("--data", default=str(ROOT / "data"))
-    p.add_argument("--out", default=str(ROOT / ".gpu/identity_prep.npz"))
+    p.add_argument("--data", default="data")
+    p.add_argument("--out", default=".gpu/identity_prep.npz")
     t = sub.add_parser("train", help="render and train at once (CUDA when present)")
-    t.add_argument("--prep", default=str(ROOT / ".gpu/identity_prep.npz"))
-    t.add_argument("--out", default=str(ROOT / "runs/identity_cnn_gpu"))
+    t.add_argument("--prep", default=".gpu/identity_prep.npz")
+    t.add_argument("--out", default="runs/identity_cnn_gpu")
     t.add_argument("--minutes", type=float, default=8.0, help="whole run, rendering included")
     t.add_argument("--render-minutes", type=float, default=None, help="stop rendering after this (default: --minutes)")
     t.add_argument("--scenes", type=int, default=60000, help="at most this many scenes (fewer if time runs out)")
@@ -300,7 +310,3 @@ def main(argv=None):
     else:
         a.render_minutes = a.minutes if a.render_minutes is None else a.render_minutes
         train(a)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Why does the identity CNN misread the real scan? Controlled renders of the scan and of ICT heads,
 read by the product's crop + CNN, scored in the probe's shape metric (image_identity_probe.py).
 
-    python scripts/scan_identity_diagnosis.py [--weights A.pt B.pt ...] [--json OUT.json]
+    python -m research.scan_identity_diagnosis.scan_identity_diagnosis [--weights A.pt B.pt ...] [--json OUT.json]
 
 Every render uses the scan set's own cameras, lighting, skin tone and backgrounds
 (``make_scan_eval.py``'s random stream, seed 77, 16 sets x 3 views; the re-rendered scan is checked
@@ -30,16 +30,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
 from glvd_core.model.identity_cnn import face_crop, load_identity_cnn  # noqa: E402
-from image_identity_probe import shape_cosine, shape_metric, similarity_basis  # noqa: E402
-from make_scan_eval import eroded_face_mask, place_scan, render_camera_set  # noqa: E402
+from glvd_core.geometry.similarity import similarity_basis  # noqa: E402
+from glvd_core.train.identity import shape_metric  # noqa: E402
+from research.lib import load_script, shape_cosine  # noqa: E402
+_mse = load_script("make_scan_eval")
+eroded_face_mask, place_scan, render_camera_set = _mse.eroded_face_mask, _mse.place_scan, _mse.render_camera_set
 
 SCAN_SETS, VIEWS = 16, 3
 HEAD_SEED, HEADS = 61000, 80
@@ -108,7 +110,8 @@ def main(argv=None):
 
     from glvd_core.data.dataset import scene_rng
     from glvd_core.data.synth import SceneConfig, render_model, render_view, sample_lighting, sample_scene
-    from glvd_core.evaluate import chamfer_scan_mm, closest_on_mesh
+    from glvd_core.evaluate import chamfer_scan_mm
+    from glvd_core.geometry import closest_on_mesh
     from glvd_core.ict import load_ict
 
     tpl, ict = load_template(), load_ict()

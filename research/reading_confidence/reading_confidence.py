@@ -23,8 +23,8 @@ reading and its mirror image's, mapped back), ``mirror_rel`` (that over the leng
 ``train_identity_cnn.py prepare``: ±2.3 px centre, ±7 % scale, ±6° roll) and ``models`` (the mean
 shape RMS to the other CNNs' readings; only with more than one ``--weights``).
 
-    python scripts/reading_confidence.py [--weights bundled runs/identity_cpu_fresh/identity_cnn.pt ...]
-        [--json docs/results/reading_confidence.json]
+    python -m research.reading_confidence.reading_confidence [--weights bundled runs/identity_cpu_fresh/identity_cnn.pt ...]
+        [--json research/reading_confidence/reading_confidence.json]
 
 ``bundled`` is ``glvd_core/assets/identity_cnn.pt``; other files are any identity CNN package.
 Needs data/val400 and data/eval_scan48 (docs/RESULTS.md, "Reproduce"). About 6 minutes on 2 CPU
@@ -39,17 +39,18 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from image_identity_probe import load_crops, scan_truth, shape_metric  # noqa: E402
+from glvd_core.train.identity import shape_metric  # noqa: E402
+from research.lib import load_crops, scan_truth  # noqa: E402
 
 from glvd_core import load_template  # noqa: E402
 from glvd_core.evaluate import chamfer_scan_mm  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
 from glvd_core.model.identity_cnn import (CROP_PX, face_crop_matrix, load_identity_cnn, mirror_weight_map,  # noqa: E402
-                                         read_identity, warp_crop)
+                                         warp_crop)
+from research.lib import read_identity  # noqa: E402
 
 JITTERS = 8
 JITTER_PX, JITTER_SCALE, JITTER_DEG = 2.3, 0.07, 6.0  # 1 sd, the detector's crop differences on renders

@@ -1,0 +1,157 @@
+"""The one pipeline: photos -> :class:`~glvd_core.reconstruct.Reconstruction` plus the extras
+(neutral expression, photo texture, ARKit shapes). The CLI, the Blender operator and
+``scripts/batch.py`` all call :func:`run`; what differs between them is only where the photos
+come from and where the result goes.
+
+    from glvd_core.pipeline import PipelineOptions, load_inputs, run
+    inputs = load_inputs(["face.jpg"])
+    result = run(Reconstructor.from_pretrained(), inputs, PipelineOptions(texture_size=2048))
+    result.final_vertices_m, result.texture.image, result.arkit["jawOpen"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cameras import DEFAULT_FOV_DEG
+from .reconstruct import Cancelled, Reconstruction, Reconstructor, ReconstructOptions
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What one run makes.
+
+    Attributes:
+        reconstruct: the descent's per-call settings (steps, clip, seed, field of view, detection).
+        texture_size: side of the photo texture in pixels (0: no texture).
+        neutral: remove the expression estimated on the photos from the rest shape.
+        arkit: make the 52 ARKit shape offsets for the rest shape.
+    """
+
+    reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
+    texture_size: int = 0
+    neutral: bool = False
+    arkit: bool = False
+
+    def __post_init__(self):
+        if self.texture_size < 0 or (self.texture_size and self.texture_size < 16):
+            raise ValueError(f"texture size must be 0 (none) or at least 16 pixels, not {self.texture_size}")
+
+
+@dataclass
+class Inputs:
+    """Photos read from disk, ready for :func:`run`.
+
+    Attributes:
+        paths: the photos' paths (names in messages).
+        images: (H, W, 3) uint8 RGB per photo (reduced to at most 2048 px, see ``scales``).
+        intrinsics: per photo a :class:`~glvd_core.cameras.Camera` with its K (EXIF or the field of view).
+        masks: (H, W) uint8 head masks per photo, or None when no photo has one.
+        scales: per photo the factor its pixels were scaled by on loading (1: unchanged).
+        cameras: calibrated cameras in the loaded photos' pixels, or None.
+    """
+
+    paths: list
+    images: list
+    intrinsics: list
+    masks: list | None
+    scales: list
+    cameras: list | None = None
+
+
+@dataclass
+class PipelineResult:
+    """Everything one run made.
+
+    Attributes:
+        reconstruction: every descent step (vertices (T+1, 7225, 3) metres, keypoints, cameras).
+        final_vertices_m: (7225, 3) metres, the rest shape: the last step, neutralised with ``neutral``.
+        expression: ARKit-named weights that ``neutral`` removed (None without it).
+        texture: the baked :class:`~glvd_core.texture.Texture` (None without ``texture_size``).
+        arkit: ARKit name -> (7225, 3) offsets in metres from the rest shape (None without ``arkit``).
+        timings: seconds per stage ("descent", "neutral", "texture", "arkit") and "total".
+    """
+
+    reconstruction: Reconstruction
+    final_vertices_m: np.ndarray
+    expression: dict | None = None
+    texture: object = None
+    arkit: dict | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def notes(self) -> list:
+        return self.reconstruction.info.get("notes", [])
+
+
+def load_inputs(paths, mask_paths=None, fov_deg: float | None = None,
+                default_fov_deg: float = DEFAULT_FOV_DEG) -> Inputs:
+    """Photos (and optional masks, None per photo without one) from disk; no bpy, no torch.
+    Each photo's field of view (degrees, longer side): ``fov_deg`` when given, else its EXIF focal
+    length, else ``default_fov_deg``."""
+    from .preprocess import load_photo
+    from .preprocess.photo import load_mask_for
+
+    paths = [str(p) for p in paths]
+    mask_paths = list(mask_paths) if mask_paths else [None] * len(paths)
+    if len(mask_paths) != len(paths):
+        raise ValueError(f"{len(mask_paths)} masks for {len(paths)} images")
+    photos = [load_photo(p, fov_deg=fov_deg, default_fov_deg=default_fov_deg) for p in paths]
+    masks = [load_mask_for(m, ph) if m else None for m, ph in zip(mask_paths, photos)]
+    return Inputs(paths, [ph.image for ph in photos], [ph.camera for ph in photos],
+                  masks if any(m is not None for m in masks) else None, [ph.scale for ph in photos])
+
+
+def run(reconstructor: Reconstructor, inputs: Inputs, options: PipelineOptions | None = None, *,
+        landmarks=None, callback=None, stage=None, prepared: tuple | None = None) -> PipelineResult:
+    """Reconstruct ``inputs`` and make the extras ``options`` ask for.
+
+    Args:
+        callback: ``callback(step, vertices_m, keypoints_m)`` after each descent step (see
+            :meth:`Reconstructor.reconstruct`); returning False cancels.
+        stage: ``stage(name)`` as each stage starts ("descent", "neutral", "texture",
+            "blendshapes"); returning False cancels (:class:`Cancelled`) before that stage.
+        landmarks, prepared: as :meth:`Reconstructor.reconstruct`.
+    """
+    o = options or PipelineOptions()
+    tpl = reconstructor.template
+    timings = {}
+    t_all = time.perf_counter()
+
+    def begin(name):
+        if stage is not None and stage(name) is False:
+            raise Cancelled(f"cancelled before {name}")
+        return time.perf_counter()
+
+    t = begin("descent")
+    r = reconstructor.reconstruct(inputs.images, inputs.masks, inputs.cameras, o.reconstruct, landmarks=landmarks,
+                                  intrinsics=inputs.intrinsics, names=inputs.paths, callback=callback,
+                                  prepared=prepared)
+    timings["descent"] = time.perf_counter() - t
+    res = PipelineResult(r, r.final_vertices)
+    if o.neutral:
+        from .expression import neutralize
+
+        t = begin("neutral")
+        res.final_vertices_m, fit = neutralize(tpl, r.final_vertices)
+        res.expression = fit.expression
+        timings["neutral"] = time.perf_counter() - t
+    if o.texture_size:
+        from .texture import bake_texture
+
+        t = begin("texture")
+        res.texture = bake_texture(r.final_vertices, inputs.images, r.cameras, tpl, masks=inputs.masks,
+                                   size=o.texture_size)
+        timings["texture"] = time.perf_counter() - t
+    if o.arkit:
+        from .expression import arkit_offsets
+
+        t = begin("blendshapes")
+        res.arkit = arkit_offsets(tpl, res.final_vertices_m)
+        timings["arkit"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    res.timings = timings
+    return res

@@ -1,0 +1,1 @@
+"""Experiments beside the product: one folder per question (see research/README.md)."""
