@@ -112,8 +112,7 @@ def gather(context, loaded=None) -> Job:
             cameras[i] = cam
         inputs.cameras = cameras
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
-    ReconstructOptions = core.import_core("reconstruct").ReconstructOptions
-    options = pipeline.PipelineOptions(ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed),
+    options = pipeline.PipelineOptions(pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed),
                                        texture_size=int(s.texture_size) if s.bake_texture else 0,
                                        neutral=s.neutral, arkit=s.arkit_shapes)
     return Job(inputs, kind, options, s.model_path, s.device)

@@ -52,11 +52,11 @@ def parse_overrides(items) -> dict:
     for kv in items:
         k, eq, v = kv.partition("=")
         try:
-            kind = GLVDConfig.field_type(k) if eq else None
+            if not eq:
+                raise ValueError
+            kind = GLVDConfig.field_type(k)
         except ValueError:
-            kind = None
-        if kind is None:
-            raise ValueError(f"--set {kv!r}: expected FIELD=VALUE with FIELD a config field")
+            raise ValueError(f"--set {kv!r}: expected FIELD=VALUE with FIELD a config field") from None
         if kind is bool:
             if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(f"--set {kv!r}: {k} takes true or false")

@@ -26,7 +26,7 @@ class PipelineOptions:
 
     Attributes:
         reconstruct: the descent's per-call settings (steps, clip, seed, field of view, detection).
-        texture_size: side of the photo texture in pixels (0: no texture).
+        texture_size: side of the photo texture in pixels, 64..8192 (0: no texture).
         neutral: remove the expression estimated on the photos from the rest shape.
         arkit: make the 52 ARKit shape offsets for the rest shape.
     """
@@ -36,9 +36,11 @@ class PipelineOptions:
     neutral: bool = False
     arkit: bool = False
 
-    def __post_init__(self):
-        if self.texture_size < 0 or (self.texture_size and self.texture_size < 16):
-            raise ValueError(f"texture size must be 0 (none) or at least 16 pixels, not {self.texture_size}")
+    def __post_init__(self):  # a bad texture size fails here, before the reconstruction, not after it
+        if self.texture_size:
+            from .texture.bake import check_texture_size
+
+            check_texture_size(self.texture_size)
 
 
 @dataclass

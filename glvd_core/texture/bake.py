@@ -156,6 +156,12 @@ def _exposure_gains(colours, weights, min_weight=0.2, min_shared=200):
     return np.exp(np.linalg.lstsq(A, b, rcond=None)[0])
 
 
+def check_texture_size(size: int) -> None:
+    """Raise ValueError unless ``size`` is a texture side :func:`bake_texture` accepts (64..8192)."""
+    if size < 64 or size > 8192:
+        raise ValueError(f"texture size must be within 64..8192, got {size}")
+
+
 def bake_texture(vertices_m: np.ndarray, images: list, cameras: list, template, masks: list | None = None,
                  size: int = 1024, feather_px: float | None = None) -> Texture:
     """Bake photos onto the template UVs of a reconstructed mesh.
@@ -170,8 +176,7 @@ def bake_texture(vertices_m: np.ndarray, images: list, cameras: list, template, 
         size: texture side in texels (power of two, 256..8192).
         feather_px: blur of the visibility maps in texels (default size / 128).
     """
-    if size < 64 or size > 8192:
-        raise ValueError(f"texture size must be within 64..8192, got {size}")
+    check_texture_size(size)
     if len(images) != len(cameras) or not images:
         raise ValueError(f"need one camera per image (got {len(images)} images, {len(cameras)} cameras)")
     for i, (img, cam) in enumerate(zip(images, cameras)):
