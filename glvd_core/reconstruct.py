@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -28,6 +29,9 @@ from .model.config import GLVDConfig, InferenceConfig, get_config
 from .model.frame import Frame, make_frame
 from .model.glvd import GLVD, landmark_heatmaps
 from .template import Template, load_template
+
+if TYPE_CHECKING:
+    from .model.identity_cnn import IdentityCNN
 from .checkpoint import load_checkpoint, resolve_device
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
@@ -173,28 +177,27 @@ class Reconstructor:
     """Holds a GLVD model on a device; ``reconstruct`` turns photos into a template mesh."""
 
     def __init__(self, model: GLVD, template: Template, device: torch.device, source: str = "",
-                 identity_cnn: str | None = None):
+                 identity_net: "IdentityCNN | None" = None):
         self.model = model.eval().to(device)
         self.template = template
         self.device = device
         self.source = source
         self.cfg: GLVDConfig = model.cfg
-        self.identity_cnn = identity_cnn  # weights of the "image" prior's CNN; None: the bundled ones
+        self.identity_net = identity_net  # the "image" prior's CNN (CPU); None when the model has none
 
     # -- construction --------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
                         overrides: dict | None = None, identity_cnn: str | Path | None = None) -> "Reconstructor":
         """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda).
+        One file carries both networks: the descent's and, under ``identity_cnn``, the CNN of
+        the ``"image"`` vertex prior.
         ``overrides``: inference settings replacing the model's own, any of
         :data:`INFERENCE_FIELDS` (e.g. ``{"iterations": 8}``).
-        ``identity_cnn``: other weights for the ``"image"`` prior's CNN than the bundled ones (a
-        candidate to evaluate); loaded here, so a missing or mismatched file fails now."""
-        if identity_cnn is not None:
-            from .model.identity_cnn import load_identity_cnn
+        ``identity_cnn``: another file's identity CNN instead of the model's own (a candidate to
+        evaluate); loaded here, so a missing or mismatched file fails now."""
+        from .model.identity_cnn import identity_cnn_from_package, load_identity_cnn
 
-            identity_cnn = str(identity_cnn)
-            load_identity_cnn(identity_cnn)
         dev = resolve_device(device)
         p = Path(path) if path is not None else DEFAULT_MODEL
         if path is None and not p.is_file():
@@ -211,13 +214,20 @@ class Reconstructor:
             raise ValueError(f"cannot override {', '.join(bad)} of a trained model; inference settings are "
                              f"{', '.join(INFERENCE_FIELDS)}")
         cfg = cfg.replace(**overrides)
+        if identity_cnn is not None:
+            ident = load_identity_cnn(str(identity_cnn))
+        else:
+            ident = identity_cnn_from_package(ck["identity_cnn"], p) if "identity_cnn" in ck else None
+        if cfg.inference.vertex_prior == "image" and ident is None:
+            raise ValueError(f"{p}: the 'image' vertex prior needs an identity CNN and this file carries none; "
+                             "pass one (identity_cnn=, --identity-cnn) or use another vertex_prior")
         model = GLVD(cfg, tpl)
         state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck["model"].items()}
         try:
             model.net.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"{p}: weights do not match its config ({str(e).splitlines()[0]})") from None
-        return cls(model, tpl, dev, source=str(p), identity_cnn=identity_cnn)
+        return cls(model, tpl, dev, source=str(p), identity_net=ident)
 
     @classmethod
     def untrained(cls, config: str | GLVDConfig = "lite", device: str = "auto", seed: int = 0) -> "Reconstructor":
@@ -395,15 +405,15 @@ class Reconstructor:
         """(1, M) identity weights of the ``"image"`` prior: the identity CNN's prediction from the
         face crops, averaged over the views that have one (None, and a note, when none has: the
         prior keeps the mean shape)."""
-        from .model.identity_cnn import load_identity_cnn
-
         crops = [v.face_crop for v in views if v.face_crop is not None]
         if len(crops) < len(views):
             notes.append(f"image shape prior: {len(views) - len(crops)} of {len(views)} views have no MediaPipe "
                          "landmarks to crop the face" + ("; it keeps the template's mean shape" if not crops else ""))
         if not crops:
             return None
-        w = load_identity_cnn(self.identity_cnn).predict(torch.as_tensor(np.stack(crops))).mean(0)
+        if self.identity_net is None:
+            raise ValueError("the 'image' vertex prior needs an identity CNN; this Reconstructor has none")
+        w = self.identity_net.predict(torch.as_tensor(np.stack(crops))).mean(0)
         return w.to(self.device)[None]
 
     @staticmethod

@@ -187,3 +187,37 @@ def test_landmark_fit_from_a_reading_moves_it_only_as_far_as_the_landmarks_ask(t
     assert np.abs(tight - reading).max() < 0.05 < np.abs(loose - reading).max()
     with pytest.raises(ValueError, match="prior_mean must be 100 finite weights"):
         fit_identity_to_landmarks([lm], K, template, B, prior_mean=reading[:10])
+
+
+def test_one_model_file_carries_both_networks_and_ship_model_repackages_it(load_script, tmp_path):
+    """The bundled model file holds the descent networks and the image prior's CNN together;
+    ship_model.py re-packages it with another identity CNN (and keeps its own otherwise), and a
+    model file without one refuses the 'image' prior at load time instead of failing mid-run."""
+    from glvd_core.checkpoint import atomic_save, load_checkpoint
+    from glvd_core.model.identity_cnn import load_identity_cnn
+    from glvd_core.reconstruct import DEFAULT_MODEL
+
+    ship = load_script("scripts/ship_model")
+    bundled = Reconstructor.from_pretrained(device="cpu")
+    assert bundled.cfg.inference.vertex_prior == "image" and bundled.identity_net is not None
+    net = load_identity_cnn()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    last_bias = [k for k in state if k.endswith("bias")][-1]
+    state[last_bias] += 0.5
+    torch.save(state, tmp_path / "candidate.pt")
+    ship.main(["--model", str(DEFAULT_MODEL), "--identity-cnn", str(tmp_path / "candidate.pt"),
+               "--set", "iterations=7", "--out", str(tmp_path / "repacked.pt")])
+    repacked = Reconstructor.from_pretrained(tmp_path / "repacked.pt", device="cpu")
+    assert repacked.cfg.inference.iterations == 7
+    b, r = bundled.identity_net.state_dict(), repacked.identity_net.state_dict()
+    torch.testing.assert_close(r[last_bias], b[last_bias] + 0.5, atol=1e-3, rtol=0)
+    ship.main(["--model", str(tmp_path / "repacked.pt"), "--set", "iterations=8", "--out", str(tmp_path / "again.pt")])
+    again = Reconstructor.from_pretrained(tmp_path / "again.pt", device="cpu")
+    torch.testing.assert_close(again.identity_net.state_dict()[last_bias], r[last_bias])
+    ck = load_checkpoint(DEFAULT_MODEL)
+    del ck["identity_cnn"]
+    atomic_save(ck, tmp_path / "no_cnn.pt")
+    with pytest.raises(ValueError, match="needs an identity CNN"):
+        Reconstructor.from_pretrained(tmp_path / "no_cnn.pt", device="cpu")
+    assert Reconstructor.from_pretrained(tmp_path / "no_cnn.pt", device="cpu",
+                                         overrides={"vertex_prior": "keypoints"}).identity_net is None

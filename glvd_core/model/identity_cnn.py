@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CROP_PX = 112
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "identity_cnn.pt"
+# The bundled CNN ships inside the bundled model file, under its "identity_cnn" key.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "glvd_default.pt"
 
 
 def face_crop_matrix(landmarks478: np.ndarray) -> np.ndarray:
@@ -158,9 +159,33 @@ def save_identity_cnn(path, net: IdentityCNN, fp16_state: dict, recipe: dict, sc
     atomic_save(dict(model=fp16_state, arch=dict(net.arch), recipe=recipe, scores=scores), Path(path))
 
 
+def identity_cnn_from_package(pkg: dict, where: str | Path) -> IdentityCNN:
+    """Build the CNN from a package dict (``model``, ``arch``, ``recipe``; what
+    :func:`save_identity_cnn` writes and a model file carries under ``identity_cnn``): float32,
+    eval mode, on the CPU. Refuses weights made for another template."""
+    if "model" not in pkg:  # a bare state dict (a training run's checkpoint)
+        pkg = dict(model=pkg)
+    made_for = pkg.get("recipe", {}).get("template_sha256")
+    if made_for is not None:
+        from ..template import load_template
+
+        if made_for != load_template().sha256:
+            raise ValueError(f"{where}: identity CNN made for another template (sha256 {made_for[:12]}…); retrain it")
+    bad = [k for k, v in pkg["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{where}: identity CNN weights contain NaN or inf ({bad[0]})")
+    net = IdentityCNN(**pkg.get("arch", {}))
+    try:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in pkg["model"].items()})
+    except RuntimeError as e:
+        raise ValueError(f"{where}: identity CNN weights do not match its architecture ({str(e).splitlines()[0]})") from None
+    return net.eval()
+
+
 @lru_cache(maxsize=2)
 def load_identity_cnn(path: str | None = None) -> IdentityCNN:
-    """The CNN with its weights (default: the bundled ``assets/identity_cnn.pt``), float32, eval
+    """The CNN from a file (default: the one the bundled model carries): a package that
+    :func:`save_identity_cnn` wrote, or a model file with an ``identity_cnn`` entry. Float32, eval
     mode, on the CPU (it reads one crop per photo: milliseconds). Raises FileNotFoundError with
     the command that makes the weights when they are missing."""
     p = Path(path) if path else DEFAULT_WEIGHTS
@@ -168,15 +193,8 @@ def load_identity_cnn(path: str | None = None) -> IdentityCNN:
         raise FileNotFoundError(f"no identity CNN weights at {p}; train them with "
                                 "python -m glvd_core train-identity (research/image_identity/NOTES.md)")
     ck = torch.load(p, map_location="cpu", weights_only=True)
-    if "model" not in ck:  # a bare state dict (a training run's checkpoint)
-        ck = dict(model=ck)
-    made_for = ck.get("recipe", {}).get("template_sha256")
-    if made_for is not None:
-        from ..template import load_template
-
-        if made_for != load_template().sha256:
-            raise ValueError(f"{p}: made for another template (sha256 {made_for[:12]}…); retrain it")
-    state = ck["model"]
-    net = IdentityCNN(**ck.get("arch", {}))
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return net.eval()
+    if isinstance(ck, dict) and "format" in ck:  # a model file
+        if "identity_cnn" not in ck:
+            raise ValueError(f"{p}: this model file carries no identity CNN")
+        ck = ck["identity_cnn"]
+    return identity_cnn_from_package(ck, p)

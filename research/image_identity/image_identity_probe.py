@@ -101,11 +101,11 @@ def main(argv=None):
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/identity_cnn.pt")
     ap.add_argument("--weights", default=None, metavar="PATH",
                     help="score these weights instead of training (any identity CNN file, e.g. one made by "
-                         "scripts/train_identity_cnn.py, or the bundled glvd_core/assets/identity_cnn.pt)")
+                         "python -m glvd_core train-identity, or the one the bundled model carries)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--ship", default=None, metavar="PATH",
                     help="also write the weights rounded to fp16 (scored as rounded) with their recipe and "
-                         "scores, as the product loads them (glvd_core/assets/identity_cnn.pt); the recipe "
+                         "scores, as the product loads them (scripts/ship_model.py --identity-cnn puts it in a model); the recipe "
                          "names --train and --epochs as given, so give those of the training run")
     a = ap.parse_args(argv)
     torch.manual_seed(0)

@@ -20,13 +20,13 @@ The signals, all of the mirror-averaged reading (``image_prior_mirror``):
 ``length`` (its shape offset from the mean face, mm), ``mirror`` (the shape RMS between the crop's
 reading and its mirror image's, mapped back), ``mirror_rel`` (that over the length), ``jitter``
 (the RMS spread of the reading over 8 crops moved by the detector differences measured in
-``train_identity_cnn.py prepare``: ±2.3 px centre, ±7 % scale, ±6° roll) and ``models`` (the mean
+``python -m glvd_core train-identity prepare``: ±2.3 px centre, ±7 % scale, ±6° roll) and ``models`` (the mean
 shape RMS to the other CNNs' readings; only with more than one ``--weights``).
 
     python -m research.reading_confidence.reading_confidence [--weights bundled runs/identity_cpu_fresh/identity_cnn.pt ...]
         [--json research/reading_confidence/reading_confidence.json]
 
-``bundled`` is ``glvd_core/assets/identity_cnn.pt``; other files are any identity CNN package.
+``bundled`` is the identity CNN the bundled model carries; other files are any identity CNN package.
 Needs data/val400 and data/eval_scan48 (docs/RESULTS.md, "Reproduce"). About 6 minutes on 2 CPU
 cores with three CNNs.
 """

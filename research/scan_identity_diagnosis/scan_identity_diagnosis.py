@@ -102,7 +102,7 @@ def main(argv=None):
     ap.add_argument("--scan", default=str(ROOT.parent / "shared/data/eval/lee_perry_smith/LeePerrySmith.glb"))
     ap.add_argument("--data", default=str(ROOT / "data/eval_scan"), help="the scan set (make_scan_eval.py, 16 x 3)")
     ap.add_argument("--weights", nargs="+", default=["bundled"],
-                    help="identity CNN files to read with ('bundled': glvd_core/assets/identity_cnn.pt)")
+                    help="identity CNN files to read with ('bundled': the one the bundled model carries)")
     ap.add_argument("--json", default="")
     a = ap.parse_args(argv)
     import cv2
