@@ -59,8 +59,6 @@ def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
     return v + dv, k + dk
 
 
-VARIANTS = {"eager": (False, None), "bf16": (False, torch.bfloat16), "graph": (True, None),
-            "graph_bf16": (True, torch.bfloat16)}
 ASTRONAUT_LANDMARKS = Path(__file__).resolve().parent.parent / "docs" / "examples" / "astronaut_landmarks68.json"
 
 
@@ -82,46 +80,8 @@ def _mediapipe_available() -> bool:
     return True
 
 
-def time_variants(m: GLVD, dev, batches, variants, runs, sync) -> dict:
-    """Encoders + all descent steps through :class:`StaticDescent` (static shapes; CUDA graph and
-    autocast variants), 1 view, per batch size: median time, faces/s, and the largest vertex
-    difference from the float32 eager result, metres."""
-    from .model.fast import StaticDescent
-
-    cfg, out = m.cfg, {}
-    for B in batches:
-        g = torch.Generator(device="cpu").manual_seed(B)
-        S, h = cfg.arch.image_size, cfg.arch.feature_size
-        x = dict(images=torch.rand(B, 1, 3, S, S, generator=g), masks=torch.ones(B, 1, 1, S, S),
-                 heatmaps=torch.rand(B, 1, cfg.arch.heatmap_channels, h, h, generator=g) ** 8,
-                 keypoints=(torch.rand(B, cfg.arch.num_keypoints, 3, generator=g) * 2 - 1) * cfg.inference.kp_init_extent)
-        x.update(zip("AbK", _bench_cameras(cfg, B, 1, "cpu")))
-        x = {k: v.to(dev).contiguous() for k, v in x.items()}
-        ref = None
-        for name in variants:
-            graph, amp = VARIANTS[name]
-            key = f"{name}_batch{B}"
-            try:
-                sd = StaticDescent(m, B, 1, graph=graph, amp=amp, example=x)
-                captured = sd.graph is not None
-                try:
-                    v = sd(**x)[0].clone()
-                    st = timeit(lambda: sd(**x), runs if B == 1 else max(5, runs // 2), sync=sync)
-                finally:
-                    sd.close()
-            except Exception as e:  # noqa: BLE001 - a variant this device or model cannot run is reported
-                out[key] = dict(error=f"{type(e).__name__}: {e}"[:300])
-                continue
-            if ref is None:
-                ref = v
-            st.update(faces_per_second=B / (st["median_ms"] / 1000), cuda_graph=captured,
-                      max_vertex_diff_m=float((v - ref).norm(dim=-1).max()) * cfg.arch.frame_scale_m)
-            out[key] = st
-    return out
-
-
-def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batch=32, photo=None, log=print,
-              variants=None) -> dict:
+def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: str = "auto", runs: int = 20,
+              batch: int = 32, photo: np.ndarray | None = None, log=print) -> dict:
     from . import load_template
     from .reconstruct import Reconstructor
     from .checkpoint import resolve_device
@@ -133,12 +93,6 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                   device_name=torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or platform.machine(),
                   threads=torch.get_num_threads(), torch=torch.__version__, numpy=np.__version__,
                   python=platform.python_version(), runs=runs, results={})
-    # static-shape variants: all, at batch 1 and `batch`, on CUDA; on a CPU only eager at batch 1
-    # unless asked for (the batch is already timed above and takes minutes for `paper`)
-    var_batches = sorted({1, batch}) if dev.type == "cuda" or variants is not None else [1]
-    if variants is None:
-        variants = tuple(VARIANTS) if dev.type == "cuda" else ("eager",)
-    report["variants"] = list(variants)
     mediapipe, default_photo = _mediapipe_available(), photo is None
     if photo is None:
         from skimage import data
@@ -208,8 +162,6 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
                 st = timeit(batch_run, max(3, runs // 5), warmup=1, sync=sync)
             st["faces_per_second"] = Bn / (st["median_ms"] / 1000)
             res[f"batch_{Bn}_faces"] = st
-            # encoders + all steps per face through the static-shape path (CUDA graphs, autocast)
-            res["static_descent_1view"] = time_variants(m, dev, var_batches, variants, runs, sync)
         res["diagonal_speedup_vs_full_output"] = (res["naive_full_output_step_1view"]["median_ms"]
                                                   / res["descent_step_1view"]["median_ms"])
         res["peak_rss_mb_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -218,17 +170,13 @@ def run_bench(configs=("default", "lite", "paper"), device="auto", runs=20, batc
         report["results"][name] = res
         log(f"{name}: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in res.items()
                                     if isinstance(v, dict) and "median_ms" in v))
-        for k, v in res["static_descent_1view"].items():
-            log(f"  {name} {k}: " + (v["error"] if "error" in v else
-                                    f"{v['median_ms']:.2f} ms, {v['faces_per_second']:.0f} faces/s, "
-                                    f"max diff {v['max_vertex_diff_m'] * 1000:.4f} mm"))
     return report
 
 
 def main_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
-    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch, variants=a.variants)
+    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch)
     text = json.dumps(rep, indent=1)
     if a.json:
         from .io import atomic_write_bytes

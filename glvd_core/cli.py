@@ -310,9 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", default=None)
-    p.add_argument("--variants", nargs="+", default=None, choices=["eager", "bf16", "graph", "graph_bf16"],
-                   help="static-shape paths to time (encoders + all steps, 1 view, batch 1 and --batch): "
-                        "eager float32, bf16 autocast, CUDA graph, both; default: all on CUDA, eager on a CPU")
     p.set_defaults(func=lambda a: __import__("glvd_core.bench", fromlist=["main_bench"]).main_bench(a))
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     p.add_argument("--out", default="runs/demo")

@@ -5,8 +5,7 @@
 #
 # Runs `bench --device cuda` for the bundled model and the lite and paper presets: encoders, one
 # step, whole reconstructions (landmarks given: the machine has no MediaPipe, so the astronaut's
-# saved landmarks are used and detection is not timed), a batch, and the static-shape variants
-# (eager, bf16 autocast, CUDA graph, both) at batch 1 and $BATCH with their difference from float32.
+# saved landmarks are used and detection is not timed) and a batch of $BATCH faces.
 # Uses the machine's own python3 with PyTorch; nothing to carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."

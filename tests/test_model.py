@@ -280,16 +280,6 @@ def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_datas
             v, k = full_output_step(rec.model, feats, v, k, A, b, K, cfg.inference.clip)
     ref = fr.to_world_m(v[0].numpy().astype(np.float64))
     assert np.abs(ref - r.final_vertices).max() < 1e-4
-    # the static-shape path (what a CUDA graph captures) runs the same descent
-    from glvd_core.model.fast import StaticDescent
-
-    k0 = (torch.rand(1, cfg.arch.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.inference.kp_init_extent
-    sd = StaticDescent(rec.model, 1, 1, iterations=5, graph=True)  # graph is ignored on a CPU
-    try:
-        vs, _ = sd(img, msk, hm, A, b, K, k0, shape_w=feats.shape_w)
-    finally:
-        sd.close()
-    assert sd.graph is None and np.abs(fr.to_world_m(vs[0].numpy().astype(np.float64)) - r.final_vertices).max() < 1e-4
 
 
 @pytest.mark.slow
@@ -313,24 +303,17 @@ def test_two_scene_overfit_reaches_under_2mm(tmp_path):
     assert table["GLVD"]["chamfer_aligned_mm"] < table["mean template"]["chamfer_aligned_mm"], table
 
 
-def test_bench_static_variants_and_a_machine_without_mediapipe(monkeypatch):
+def test_bench_on_a_machine_without_mediapipe(monkeypatch):
     """On a GPU machine without MediaPipe the bench still times the model (the astronaut's saved
-    landmarks); the static-shape variants report time, faces/s and their difference from float32."""
+    landmarks) instead of failing or silently timing nothing."""
     import glvd_core.bench as bench
-    from glvd_core.model.fast import StaticDescent
 
     monkeypatch.setattr(bench, "_mediapipe_available", lambda: False)
-    rep = bench.run_bench(configs=("tiny",), device="cpu", runs=1, batch=2, variants=("eager", "bf16"),
-                          log=lambda *_: None)
+    rep = bench.run_bench(configs=("tiny",), device="cpu", runs=1, batch=2, log=lambda *_: None)
     res = rep["results"]["tiny"]
     assert "MediaPipe not installed" in rep["note"] and "preprocess_detect_512px" not in rep["results"]
     assert "reconstruct_1photo_end_to_end" not in res and res["reconstruct_1view"]["median_ms"] > 0
-    sv = res["static_descent_1view"]
-    assert set(sv) == {"eager_batch1", "bf16_batch1", "eager_batch2", "bf16_batch2"}
-    assert sv["eager_batch2"]["max_vertex_diff_m"] == 0 and sv["eager_batch2"]["faces_per_second"] > 0
-    assert 0 < sv["bf16_batch2"]["max_vertex_diff_m"] < 0.05 and not sv["bf16_batch2"]["cuda_graph"]
-    with pytest.raises(ValueError, match="takes"):
-        StaticDescent(Reconstructor.untrained("tiny", device="cpu").model, 2)(*[torch.zeros(1)] * 7)
+    assert res["batch_2_faces"]["faces_per_second"] > 0
 
 
 def test_bench_times_the_bundled_model_end_to_end():

@@ -1,14 +1,15 @@
 """A static-shape inference path: encoders + the whole descent for a fixed batch, captured once
 into a CUDA graph and replayed (no Python or kernel-launch overhead per step), optionally under
-bf16/fp16 autocast. ``python -m glvd_core bench --device cuda --variants …`` measures it against
-the eager path, with the largest vertex difference; on a CPU (or with ``graph=False``) the same
-static buffers run eagerly, which is what the tests check against :meth:`GLVD.descend`.
+bf16/fp16 autocast. ``python -m research.static_descent.bench_variants --device cuda`` measures it
+against the eager path, with the largest vertex difference; on a CPU (or with ``graph=False``)
+the same static buffers run eagerly, which is what the tests check against :meth:`GLVD.descend`.
+Not in the product: the bundled model's prior does not capture (NOTES.md).
 """
 from __future__ import annotations
 
 import torch
 
-from .glvd import GLVD
+from glvd_core.model.glvd import GLVD
 
 
 class StaticDescent:
