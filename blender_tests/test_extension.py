@@ -89,11 +89,11 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     origin = np.array(face.location)
     for step in range(job.result.reconstruction.iterations + 1):
         scene.frame_set(scene.frame_start + 3 * step)
-        world = scene_writer._apply(M, job.result.reconstruction.vertices[step])
+        world = scene_writer.to_world(M, job.result.reconstruction.vertices[step])
         stored = scene_writer.local_coordinates(face, M, job.result.reconstruction.vertices[step])
         np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), stored)  # bit for bit
         np.testing.assert_allclose(stored + origin, world, atol=1e-7)  # the grid costs < 0.1 µm
-        kp = scene_writer._apply(M, job.result.reconstruction.keypoints[step])
+        kp = scene_writer.to_world(M, job.result.reconstruction.keypoints[step])
         np.testing.assert_allclose(np.array([e.matrix_world.translation for e in empties]), kp, atol=1e-6)
     # half way between two steps: the linear blend of the two
     scene.frame_set(scene.frame_start + 3 * 2 + 1)
@@ -107,7 +107,7 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     cam_ob = bpy.data.objects["GLVD Camera 0"]
     verts = job.result.reconstruction.final_vertices[::97]
     uv = cam.project(verts)
-    bl = np.array([world_to_camera_view(scene, cam_ob, Vector(p))[:2] for p in scene_writer._apply(M, verts)])
+    bl = np.array([world_to_camera_view(scene, cam_ob, Vector(p))[:2] for p in scene_writer.to_world(M, verts)])
     expected = np.stack([(uv[:, 0] + 0.5) / cam.width, 1 - (uv[:, 1] + 0.5) / cam.height], 1)
     np.testing.assert_allclose(bl, expected, atol=1e-4)
 
@@ -167,7 +167,7 @@ def test_multiview_with_the_users_blender_cameras(addon, synthetic_photo):
     cams = []
     for i, (cam, view) in enumerate(zip(synthetic_photo.cameras, ("view_00.png", "view_01.png"))):
         cd = bpy.data.cameras.new(f"user cam {i}")
-        scene_writer._setup_camera_data(cd, cam)
+        scene_writer.setup_camera_data(cd, cam)
         ob = bpy.data.objects.new(f"user cam {i}", cd)
         bpy.context.scene.collection.objects.link(ob)
         ob.matrix_world = Matrix(scene_writer.camera_matrix_world(cam, np.eye(4)).tolist())

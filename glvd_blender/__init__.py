@@ -1,7 +1,7 @@
 """GLVD for Blender: reconstruct a 3D face mesh from reference photos (Guided Learned Vertex Descent).
 
 A thin adapter: glvd_core does the work and returns a ``Reconstruction``; this package turns it
-into scene data (scene_writer.py) and provides the panel and operators."""
+into scene data (scene_writer/) and provides the panel and operators."""
 
 import bpy
 

@@ -35,10 +35,9 @@ def stage(dst: Path) -> Path:
     dst.mkdir(parents=True)
     shutil.copy(ROOT / "blender_manifest.toml", dst)
     shutil.copy(ROOT / "LICENSE", dst)
-    for f in (ROOT / "glvd_blender").glob("*.py"):
-        shutil.copy(f, dst / f.name)
-    shutil.copytree(ROOT / "glvd_core", dst / "glvd_core",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*")
+    shutil.copytree(ROOT / "glvd_blender", dst, ignore=skip, dirs_exist_ok=True)  # the extension's root
+    shutil.copytree(ROOT / "glvd_core", dst / "glvd_core", ignore=skip)
     return dst
 
 
