@@ -20,7 +20,7 @@ classes = (
 )
 
 
-def register():
+def register() -> None:
     for c in classes:
         bpy.utils.register_class(c)
     props.register_pointer()
@@ -28,7 +28,7 @@ def register():
     core.use_environment((p.python_environment if p else "") or core.default_environment())
 
 
-def unregister():
+def unregister() -> None:
     props.unregister_pointer()
     for c in reversed(classes):
         bpy.utils.unregister_class(c)

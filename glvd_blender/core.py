@@ -7,11 +7,12 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 _ADDED: list[str] = []
 
 
-def glvd_core():
+def glvd_core() -> ModuleType:
     """The glvd_core package: bundled beside this add-on in the extension, else the checkout's."""
     try:
         return importlib.import_module(__package__ + ".glvd_core")
@@ -19,7 +20,7 @@ def glvd_core():
         return importlib.import_module("glvd_core")
 
 
-def import_core(sub: str):
+def import_core(sub: str) -> ModuleType:
     """A glvd_core sub-module (``"preprocess"``, ``"reconstruct"``, …) wherever glvd_core lives."""
     return importlib.import_module(glvd_core().__name__ + "." + sub)
 
@@ -45,7 +46,7 @@ def use_environment(path: str) -> str | None:
     return None
 
 
-def forget_environments():
+def forget_environments() -> None:
     for p in _ADDED:
         if p in sys.path:
             sys.path.remove(p)

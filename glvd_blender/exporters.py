@@ -36,7 +36,7 @@ def _select_only(objects):
         view_layer.objects.active = objects[0]
 
 
-def export(fmt: str, path, objects=None) -> Path:
+def export(fmt: str, path: str | Path, objects: list[bpy.types.Object] | None = None) -> Path:
     """Write ``objects`` (default: the selected ones) to ``path`` as ``fmt`` (a key of FORMATS;
     'blend' saves a copy of the whole file). Returns the path."""
     path = Path(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -15,10 +16,15 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import core, exporters, scene_writer
 from .props import settings
 
+if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
+    from glvd_core.pipeline import Inputs, PipelineResult
+    from glvd_core.reconstruct import Reconstructor
+
+
 _MODELS: dict = {}
 
 
-def get_reconstructor(model_path: str, device: str):
+def get_reconstructor(model_path: str, device: str) -> Reconstructor:
     """Cached Reconstructor for (model, device)."""
     key = (model_path or "<bundled>", device)
     if key not in _MODELS:
@@ -51,7 +57,7 @@ class Job:
     def photos(self) -> list:
         return self.inputs.paths
 
-    def run(self):
+    def run(self) -> None:
         pipeline = core.import_core("pipeline")
         try:
             rec = get_reconstructor(self.model_path, self.device)
@@ -77,7 +83,7 @@ class Job:
             self.done = True
 
 
-def gather(context, loaded=None) -> Job:
+def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
     """Read the panel settings and load the photos; raises ValueError with an artist-facing message.
     ``loaded``: the :class:`glvd_core.pipeline.Inputs` of these photos, read ahead by a batch."""
     pipeline = core.import_core("pipeline")
@@ -118,7 +124,7 @@ def gather(context, loaded=None) -> Job:
     return Job(inputs, kind, options, s.model_path, s.device)
 
 
-def extras_of(result) -> scene_writer.Extras:
+def extras_of(result: PipelineResult) -> scene_writer.Extras:
     """What the scene writer adds beyond the descent, from a pipeline result."""
     neutral = result.expression is not None
     return scene_writer.Extras(final_vertices=result.final_vertices_m if neutral else None,
@@ -126,7 +132,7 @@ def extras_of(result) -> scene_writer.Extras:
                                arkit=result.arkit, expression=result.expression)
 
 
-def write(context, job: Job):
+def write(context: bpy.types.Context, job: Job) -> dict:
     s = settings(context)
     r = job.result.reconstruction
     M = {"camera": lambda: scene_writer.camera_frame_to_blender(r.final_vertices),
@@ -181,14 +187,14 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
         self.report({"INFO"}, s.status)
         return {"FINISHED"}
 
-    def execute(self, context):  # synchronous (background mode, scripts, redo)
+    def execute(self, context: bpy.types.Context) -> set[str]:  # synchronous (background mode, scripts, redo)
         job = self._start(context)
         if job is None:
             return {"CANCELLED"}
         job.run()
         return self._finish(context, job)
 
-    def invoke(self, context, event):
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background:
             return self.execute(context)
         job = self._start(context)
@@ -204,7 +210,7 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
         settings(context).status = "Reconstructing… (Esc to cancel)"
         return {"RUNNING_MODAL"}
 
-    def modal(self, context, event):
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         job = self._job
         if event.type == "ESC" and event.value == "PRESS":
             job.cancel = True
@@ -243,7 +249,7 @@ class GLVD_OT_add_photo(bpy.types.Operator, ImportHelper):
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
-    def execute(self, context):
+    def execute(self, context: bpy.types.Context) -> set[str]:
         import os
 
         s = settings(context)
@@ -263,10 +269,10 @@ class GLVD_OT_remove_photo(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
-    def poll(cls, context):
+    def poll(cls, context: bpy.types.Context) -> bool:
         return len(settings(context).photos) > 0
 
-    def execute(self, context):
+    def execute(self, context: bpy.types.Context) -> set[str]:
         s = settings(context)
         s.photos.remove(s.active_photo)
         s.active_photo = max(0, min(s.active_photo, len(s.photos) - 1))
@@ -284,15 +290,15 @@ class GLVD_OT_export_face(bpy.types.Operator, ExportHelper):
     filter_glob: StringProperty(default="*.glb;*.gltf;*.fbx;*.obj", options={"HIDDEN"})
 
     @classmethod
-    def poll(cls, context):
+    def poll(cls, context: bpy.types.Context) -> bool:
         ob = context.active_object
         return ob is not None and ob.type == "MESH" and "glvd" in ob
 
-    def invoke(self, context, event):
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         self.filename_ext = exporters.FORMATS[settings(context).export_format]
         return ExportHelper.invoke(self, context, event)
 
-    def execute(self, context):
+    def execute(self, context: bpy.types.Context) -> set[str]:
         from pathlib import Path
 
         fmt = settings(context).export_format

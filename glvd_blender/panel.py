@@ -5,7 +5,9 @@ from .props import settings
 
 
 class GLVD_UL_photos(bpy.types.UIList):
-    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+    def draw_item(self, context: bpy.types.Context, layout: bpy.types.UILayout, data: bpy.types.AnyType,
+                  item: bpy.types.AnyType, icon: int, active_data: bpy.types.AnyType, active_propname: str,
+                  index: int) -> None:
         import os
 
         layout.label(text=os.path.basename(item.filepath) or "(no file)", icon="IMAGE_DATA")
@@ -20,7 +22,7 @@ class GLVD_PT_main(bpy.types.Panel):
     bl_region_type = "UI"
     bl_category = "GLVD"
 
-    def draw(self, context):
+    def draw(self, context: bpy.types.Context) -> None:
         s = settings(context)
         layout = self.layout
         layout.prop(s, "use_camera_backgrounds")

@@ -19,7 +19,7 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
                     "mediapipe and pillow (for example the .venv made by scripts/setup.sh)",
         subtype="DIR_PATH", default="", update=_env_changed)
 
-    def draw(self, context):
+    def draw(self, context: bpy.types.Context) -> None:
         col = self.layout.column()
         col.prop(self, "python_environment")
         ok, msg = core.device_report()
@@ -28,7 +28,7 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
         col.label(text="or with 'pip install torch==2.13.0 opencv-python-headless==4.11.0.86 pillow' (+ mediapipe==0.10.21).")
 
 
-def preferences(context=None):
+def preferences(context: bpy.types.Context = None) -> bpy.types.AddonPreferences:
     ctx = context or bpy.context
     addon = ctx.preferences.addons.get(__package__)
     return addon.preferences if addon else None

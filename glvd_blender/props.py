@@ -46,14 +46,14 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
     status: StringProperty(default="")
 
 
-def settings(context) -> GLVD_PG_settings:
+def settings(context: bpy.types.Context) -> GLVD_PG_settings:
     return context.scene.glvd
 
 
-def register_pointer():
+def register_pointer() -> None:
     bpy.types.Scene.glvd = PointerProperty(type=GLVD_PG_settings)
 
 
-def unregister_pointer():
+def unregister_pointer() -> None:
     if hasattr(bpy.types.Scene, "glvd"):
         del bpy.types.Scene.glvd

@@ -27,7 +27,7 @@ def template_identity_basis(template: Template, ict: ICTModel) -> np.ndarray:
 
 def fit_identity_to_landmarks(landmarks: list, cameras: list, template: Template, modes_m: np.ndarray,
                               prior: float = 1.0, world: bool = False, noise_px: float = 4.5,
-                              prior_mean: np.ndarray | None = None):
+                              prior_mean: np.ndarray | None = None) -> np.ndarray:
     """MAP fit of identity weights + pose to (68, 2) landmarks of each view: Gaussian landmark
     noise of ``noise_px`` at 256 px, weights ~ N(prior_mean, I / prior) (default N(0, 1)),
     ``modes_m`` (M, N, 3) the identity modes on the template (metres per unit weight).
@@ -107,7 +107,7 @@ def fit_3dmm_to_landmarks(landmarks: list, cameras: list, template: Template, ic
 
 
 def fit_identity_to_points(points_m: np.ndarray, landmarks68_m: np.ndarray, template: Template,
-                           modes_m: np.ndarray, noise_m: float, iters: int = 30):
+                           modes_m: np.ndarray, noise_m: float, iters: int = 30) -> tuple[np.ndarray, np.ndarray, tuple[float, np.ndarray, np.ndarray]]:
     """The shape-space oracle: MAP fit of identity weights (weights ~ N(0, 1)) + a similarity to a
     surface's sample points — non-rigid ICP on the scan metric's direction: each point is paired
     with its closest point on the mesh (barycentric weights of the face's corners) and the

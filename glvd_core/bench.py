@@ -5,18 +5,20 @@ versions and command."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import resource
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .model.config import get_config
-from .model.glvd import GLVD, landmark_heatmaps
+from .model.glvd import GLVD, Features, landmark_heatmaps
 
 
 def _stats(ts):
@@ -25,7 +27,7 @@ def _stats(ts):
                 min_ms=float(a.min()), runs=len(a))
 
 
-def timeit(fn, runs, warmup=2, sync=lambda: None):
+def timeit(fn: Callable[[], object], runs: int, warmup: int = 2, sync: Callable[[], None] = lambda: None) -> dict:
     for _ in range(warmup):
         fn()
     sync()
@@ -38,7 +40,8 @@ def timeit(fn, runs, warmup=2, sync=lambda: None):
     return _stats(ts)
 
 
-def full_output_step(model: GLVD, feats, v, k, A, b, K, clip):
+def full_output_step(model: GLVD, feats: Features, v: torch.Tensor, k: torch.Tensor, A: torch.Tensor, b: torch.Tensor,
+                     K: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference: evaluate g_v's full (N, N, 3) output for every vertex, then take the diagonal."""
     from .geometry.tensor import clip_norm
 
@@ -81,10 +84,10 @@ def _mediapipe_available() -> bool:
 
 
 def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: str = "auto", runs: int = 20,
-              batch: int = 32, photo: np.ndarray | None = None, log=print) -> dict:
+              batch: int = 32, photo: np.ndarray | None = None, log: Callable[..., None] = print) -> dict:
     from . import load_template
-    from .reconstruct import Reconstructor
     from .checkpoint import resolve_device
+    from .reconstruct import Reconstructor
 
     dev = resolve_device(device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
@@ -173,7 +176,7 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
     return report
 
 
-def main_bench(a) -> int:
+def main_bench(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     rep = run_bench(tuple(a.config), a.device, a.runs, a.batch)

@@ -48,7 +48,8 @@ class Camera:
 
     # -- construction ------------------------------------------------------------------
     @staticmethod
-    def from_fov(width: int, height: int, fov_deg: float, R=None, t=None) -> "Camera":
+    def from_fov(width: int, height: int, fov_deg: float, R: np.ndarray | None = None,
+                 t: np.ndarray | None = None) -> "Camera":
         """A centred camera whose field of view across the *longer* image side is ``fov_deg``."""
         if not 1.0 <= fov_deg <= 170.0:
             raise CameraError(f"field of view {fov_deg} deg is outside 1..170")
@@ -110,7 +111,8 @@ class Camera:
         return Camera(R, t, K, w, h)
 
 
-def save_cameras(path: str | Path, cameras: list[Camera], images=None, masks=None) -> None:
+def save_cameras(path: str | Path, cameras: list[Camera], images: list[str] | None = None,
+                 masks: list[str | None] | None = None) -> None:
     views = []
     for i, c in enumerate(cameras):
         v = c.to_dict()

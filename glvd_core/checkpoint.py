@@ -17,7 +17,7 @@ CHECKPOINT_FORMAT = "glvd-checkpoint/1"
 MODEL_FORMAT = "glvd-model/1"
 
 
-def atomic_save(obj, path: str | Path) -> None:
+def atomic_save(obj: object, path: str | Path) -> None:
     """``torch.save`` all or nothing: a crash mid-write leaves ``path`` as it was."""
     with atomic_writer(path) as f:
         torch.save(obj, f)

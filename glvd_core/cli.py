@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 
 
 def _make_data(a) -> int:
@@ -43,7 +44,7 @@ def _demo(a) -> int:
     return demo_reconstruct(Path(a.out), seed=a.seed)
 
 
-def parse_overrides(items) -> dict:
+def parse_overrides(items: Iterable[str]) -> dict:
     """``FIELD=VALUE`` strings -> typed flat config overrides (bools: true/false/1/0/yes/no);
     the values are checked when the config is made."""
     from .model.config import GLVDConfig
@@ -91,7 +92,7 @@ def _reconstruct(a) -> int:
     from .cameras import load_cameras
     from .io import atomic_write_bytes
     from .pipeline import PipelineOptions, load_inputs, run
-    from .reconstruct import Reconstructor, ReconstructOptions
+    from .reconstruct import ReconstructOptions, Reconstructor
 
     inputs = load_inputs(a.images, a.masks or None, fov_deg=a.fov)
     if a.cameras:
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.func(a)

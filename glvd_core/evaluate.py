@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -68,7 +70,8 @@ def chamfer_mm(gt_vertices: np.ndarray, pred_vertices: np.ndarray, template: Tem
     return float(d.mean() * 1000), np.linalg.norm(pred - gt, axis=1) * 1000
 
 
-def error_heatmap_png(path, template: Template, per_vertex_mm: np.ndarray, vmax_mm: float = 5.0, size: int = 512):
+def error_heatmap_png(path: str | Path, template: Template, per_vertex_mm: np.ndarray, vmax_mm: float = 5.0,
+                      size: int = 512) -> None:
     """Frontal render of the template coloured by per-vertex error (0 .. vmax mm, turbo map)."""
     import cv2
 
@@ -91,7 +94,7 @@ def error_heatmap_png(path, template: Template, per_vertex_mm: np.ndarray, vmax_
     cv2.imwrite(str(path), img[..., ::-1])
 
 
-def bootstrap_ci(x_mm, level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> list[float]:
+def bootstrap_ci(x_mm: np.ndarray, level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> list[float]:
     """Percentile bootstrap interval of the mean of per-scene errors ``x_mm`` (S,), resampling scenes.
 
     Fixed seed, so a table re-read from the same scenes gives the same interval. One scene has
@@ -104,7 +107,7 @@ def bootstrap_ci(x_mm, level: float = 0.95, n_boot: int = 10000, seed: int = 0) 
     return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
 
 
-def paired_difference(ours_mm, theirs_mm, level: float = 0.95) -> dict:
+def paired_difference(ours_mm: np.ndarray, theirs_mm: np.ndarray, level: float = 0.95) -> dict:
     """How much lower ``ours_mm`` is than ``theirs_mm`` on the same scenes (both (S,), mm).
 
     ``mean_mm`` = mean(theirs − ours), positive when ours is better, with its bootstrap interval
@@ -118,9 +121,9 @@ def paired_difference(ours_mm, theirs_mm, level: float = 0.95) -> dict:
                 scenes=int(d.size))
 
 
-def evaluate(data, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
+def evaluate(data: str | Path, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
              heatmap: str | None = None, oracle_landmarks: bool = False, baselines: bool = True,
-             per_step: bool = False, log=print) -> dict:
+             per_step: bool = False, log: Callable[..., None] = print) -> dict:
     """Run each model (name -> Reconstructor) and the baselines on a dataset's scenes.
 
     The real pipeline: 2D landmarks from the detector (``oracle_landmarks``: projected GT), the
@@ -257,7 +260,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def save_json(path, obj):
+def save_json(path: str | Path, obj: object) -> None:
     from .io import atomic_write_bytes
 
     atomic_write_bytes(path, json.dumps(obj, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)).encode())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -17,7 +19,7 @@ class InputError(ValueError):
 
 
 @contextmanager
-def atomic_writer(path: str | Path):
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     """``with atomic_writer(path) as f:`` — a binary file that appears under ``path`` only when
     the block ends without an error (written to a hidden temporary name, synced, renamed); on an
     error the temporary file is removed and ``path`` is left as it was. The temporary name is
@@ -40,7 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         f.write(data)
 
 
-def save_npz_deterministic(path: str | Path, **arrays) -> None:
+def save_npz_deterministic(path: str | Path, **arrays: np.ndarray) -> None:
     """Like np.savez_compressed but with fixed zip timestamps (same arrays -> same bytes),
     written to a temporary name and renamed (atomic)."""
     with atomic_writer(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -91,7 +93,8 @@ def obj_text(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = N
     return "\n".join(lines) + "\n"
 
 
-def write_obj(path: str | Path, vertices, faces, uvs=None, header: str = "") -> None:
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None,
+              header: str = "") -> None:
     atomic_write_bytes(path, obj_text(vertices, faces, uvs, header).encode())
 
 

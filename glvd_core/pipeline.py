@@ -12,12 +12,14 @@ come from and where the result goes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .cameras import DEFAULT_FOV_DEG
-from .reconstruct import Cancelled, Reconstruction, Reconstructor, ReconstructOptions
+from .reconstruct import Cancelled, Reconstruction, ReconstructOptions, Reconstructor
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ class PipelineResult:
         return self.reconstruction.info.get("notes", [])
 
 
-def load_inputs(paths, mask_paths=None, fov_deg: float | None = None,
-                default_fov_deg: float = DEFAULT_FOV_DEG) -> Inputs:
+def load_inputs(paths: Sequence[str | Path], mask_paths: Sequence[str | Path | None] | None = None,
+                fov_deg: float | None = None, default_fov_deg: float = DEFAULT_FOV_DEG) -> Inputs:
     """Photos (and optional masks, None per photo without one) from disk; no bpy, no torch.
     Each photo's field of view (degrees, longer side): ``fov_deg`` when given, else its EXIF focal
     length, else ``default_fov_deg``."""
@@ -108,7 +110,7 @@ def load_inputs(paths, mask_paths=None, fov_deg: float | None = None,
 
 
 def run(reconstructor: Reconstructor, inputs: Inputs, options: PipelineOptions | None = None, *,
-        landmarks=None, callback=None, stage=None, prepared: tuple | None = None) -> PipelineResult:
+        landmarks: list[np.ndarray | None] | None = None, callback: Callable[[int, np.ndarray, np.ndarray], bool | None] | None = None, stage: Callable[[str], None] | None = None, prepared: tuple | None = None) -> PipelineResult:
     """Reconstruct ``inputs`` and make the extras ``options`` ask for.
 
     Args:

@@ -13,8 +13,8 @@ Output frames (metres):
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,13 +109,13 @@ class Reconstruction:
     def iterations(self) -> int:
         return len(self.vertices) - 1
 
-    def save_obj(self, path, step: int = -1, vertices: np.ndarray | None = None) -> None:
+    def save_obj(self, path: str | Path, step: int = -1, vertices: np.ndarray | None = None) -> None:
         """Write step ``step`` (or ``vertices``, e.g. neutralised, on this topology) as OBJ, metres."""
         what = f"step {step % len(self.vertices)} of {self.iterations}" if vertices is None else "edited final step"
         write_obj(path, self.vertices[step] if vertices is None else vertices, self.faces, self.uvs,
                   header=f"GLVD reconstruction, {what}, metres, frame: {self.frame} (OpenCV axes)")
 
-    def save_trajectory(self, path) -> None:
+    def save_trajectory(self, path: str | Path) -> None:
         save_npz_deterministic(path, vertices=self.vertices, keypoints=self.keypoints, faces=self.faces,
                                keypoint_indices=self.keypoint_indices)
 
@@ -238,8 +238,11 @@ class Reconstructor:
         return cls(GLVD(cfg, tpl), tpl, resolve_device(device), source=f"untrained:{cfg.name}")
 
     # -- inference -----------------------------------------------------------------------
-    def prepare(self, images, masks=None, cameras=None, landmarks=None, fov_deg=None, intrinsics=None,
-                detect: bool = True, names=None):
+    def prepare(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None,
+                cameras: Sequence[Camera] | None = None, landmarks: Sequence[np.ndarray | None] | None = None,
+                fov_deg: float | None = None, intrinsics: Sequence[np.ndarray | None] | None = None,
+                detect: bool = True, names: Sequence[str] | None = None) -> tuple[list[PreparedView], list[Camera],
+                list[str]]:
         """Validate inputs and make the network views. Returns (views, cameras used, notes)."""
         from .model.identity_cnn import face_crop
         from .preprocess import MediaPipeFaces, estimate_cameras, head_crop, head_mask, solve_pnp
@@ -316,8 +319,11 @@ class Reconstructor:
         return views, cams, notes
 
     @torch.inference_mode()
-    def reconstruct(self, images, masks=None, cameras=None, options: ReconstructOptions | None = None, *,
-                    landmarks=None, intrinsics=None, names=None, callback=None,
+    def reconstruct(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None,
+                    cameras: Sequence[Camera] | None = None, options: ReconstructOptions | None = None, *,
+                    landmarks: Sequence[np.ndarray | None] | None = None,
+                    intrinsics: Sequence[np.ndarray | None] | None = None, names: Sequence[str] | None = None,
+                    callback: Callable[[int, np.ndarray, np.ndarray], bool | None] | None = None,
                     prepared: tuple | None = None) -> Reconstruction:
         """Reconstruct a face from ``images`` ((H, W, 3) uint8 RGB arrays).
 

@@ -34,3 +34,36 @@ def test_the_product_never_imports_research_or_bpy():
         if "import bpy" in text or "from research" in text or "import research" in text:
             offenders.append(str(p.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def _untyped_public_functions(package: Path) -> list[str]:
+    """Module-level functions and methods of public classes, not starting with ``_`` (``__init__``
+    included), in non-private modules of ``package``, with an unannotated parameter or return."""
+    import ast
+
+    found = []
+    for f in sorted(package.rglob("*.py")):
+        if any(part.startswith("_") and part != "__init__.py" for part in f.relative_to(package).parts):
+            continue
+        tree = ast.parse(f.read_text())
+        funcs = [(n, "") for n in tree.body if isinstance(n, ast.FunctionDef)]
+        for c in tree.body:
+            if isinstance(c, ast.ClassDef) and not c.name.startswith("_"):
+                funcs += [(n, c.name + ".") for n in c.body if isinstance(n, ast.FunctionDef)]
+        for fn, owner in funcs:
+            if fn.name.startswith("_") and fn.name != "__init__":
+                continue
+            a = fn.args
+            params = a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x is not None]
+            missing = [p.arg for p in params if p.annotation is None and p.arg not in ("self", "cls")]
+            if fn.returns is None and fn.name != "__init__":
+                missing.append("return")
+            if missing:
+                found.append(f"{f.relative_to(ROOT)}:{fn.lineno} {owner}{fn.name}: {', '.join(missing)}")
+    return found
+
+
+def test_public_functions_are_fully_typed():
+    """Every public function of the core and the extension says what it takes and returns."""
+    untyped = _untyped_public_functions(ROOT / "glvd_core") + _untyped_public_functions(ROOT / "glvd_blender")
+    assert not untyped, "\n".join(untyped)

@@ -10,6 +10,7 @@ on its photo.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -21,6 +22,10 @@ from .keypoints import add_keypoints
 from .material import add_texture_material
 from .mesh import add_face_mesh
 from .shape_keys import add_arkit_keys, add_basis, add_step_keys
+
+if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
+    from glvd_core.reconstruct import Reconstruction
+
 
 __all__ = ["Extras", "write_reconstruction", "camera_frame_to_blender", "HEAD_FRAME_TO_BLENDER", "to_world",
            "local_coordinates", "evaluated_coordinates", "blender_camera_to_cv", "camera_matrix_world",
@@ -45,7 +50,7 @@ class Extras:
     expression: dict | None = None
 
 
-def write_reconstruction(scene: bpy.types.Scene, result, photos: list, to_blender: np.ndarray, *,
+def write_reconstruction(scene: bpy.types.Scene, result: Reconstruction, photos: list, to_blender: np.ndarray, *,
                          name: str = "GLVD Face", add_keypoints: bool = True, keyframe_descent: bool = True,
                          frames_per_step: int = 5, add_cameras: bool = True, smooth_shading: bool = True,
                          extras: Extras | None = None) -> dict:

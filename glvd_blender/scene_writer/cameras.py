@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bpy
 import numpy as np
 
 from .frames import CV_CAM_TO_BLENDER_CAM
 
+if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
+    from glvd_core.cameras import Camera
 
-def camera_matrix_world(cam, M: np.ndarray) -> np.ndarray:
+
+def camera_matrix_world(cam: Camera, M: np.ndarray) -> np.ndarray:
     """Blender matrix_world (4x4) of a glvd_core (OpenCV) camera after the frame map M."""
     C = np.eye(4)
     C[:3, :3] = (CV_CAM_TO_BLENDER_CAM @ cam.R).T  # Blender camera axes in the output frame
@@ -16,7 +21,7 @@ def camera_matrix_world(cam, M: np.ndarray) -> np.ndarray:
     return M @ C
 
 
-def blender_camera_to_cv(obj: bpy.types.Object, width: int, height: int):
+def blender_camera_to_cv(obj: bpy.types.Object, width: int, height: int) -> Camera:
     """glvd_core Camera (OpenCV, Blender world) from a Blender camera object and image size
     (pixels). Only perspective cameras; sensor fit AUTO, HORIZONTAL and VERTICAL."""
     from ..core import glvd_core
@@ -41,7 +46,7 @@ def blender_camera_to_cv(obj: bpy.types.Object, width: int, height: int):
     return Camera(R, t, [[f, 0, cx], [0, f, cy], [0, 0, 1]], width, height)
 
 
-def setup_camera_data(cd: bpy.types.Camera, cam) -> None:
+def setup_camera_data(cd: bpy.types.Camera, cam: Camera) -> None:
     """Set a Blender camera's lens, sensor and shift to a glvd_core camera's intrinsics."""
     side = max(cam.width, cam.height)
     cd.sensor_fit = "AUTO"

@@ -9,7 +9,7 @@ from .frames import to_world
 from .shape_keys import linear_keys
 
 
-def add_keypoints(col: bpy.types.Collection, face: bpy.types.Object, keypoints: np.ndarray, keypoint_indices,
+def add_keypoints(col: bpy.types.Collection, face: bpy.types.Object, keypoints: np.ndarray, keypoint_indices: np.ndarray,
                   M: np.ndarray, origin: np.ndarray, start: int, frames_per_step: int, keyframe: bool,
                   created: dict) -> None:
     """One sphere empty per keypoint ("GLVD Keypoint jj"), parented to ``face``, at the last of

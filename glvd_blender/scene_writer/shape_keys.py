@@ -7,7 +7,7 @@ import bpy
 import numpy as np
 
 
-def linear_keys(id_data) -> None:
+def linear_keys(id_data: bpy.types.ID) -> None:
     """Make every keyframe of ``id_data``'s action linear (Blender < 5.0 and 5.0's slotted actions)."""
     ad = id_data.animation_data
     if ad is None or ad.action is None:

@@ -76,7 +76,7 @@ def _make_scene(args):
 
 
 def make_dataset(out: str | Path, scenes: int, views: int = 1, seed: int = 0, size: int = 256,
-                 workers: int | None = None, ict_path=None, progress=True, p_plain: float = 0.0,
+                 workers: int | None = None, ict_path: str | Path | None = None, progress: bool = True, p_plain: float = 0.0,
                  p_closed_eyes: float = 0.0) -> dict:
     """Generate ``scenes`` synthetic scenes of ``views`` views into ``out``; returns stats.
     ``p_plain``: fraction of scenes with a plain, untextured-scan appearance; ``p_closed_eyes``:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .dataset import GLVDDataset, save_npz_deterministic
 CACHE = "landmarks_detected.npz"
 
 
-def cache_detected_landmarks(root, progress=True) -> dict:
+def cache_detected_landmarks(root: str | Path, progress: bool = True) -> dict:
     from ..io import InputError
     from ..preprocess import MediaPipeFaces
 
@@ -46,7 +47,7 @@ def cache_detected_landmarks(root, progress=True) -> dict:
     return dict(views=n, detected=ok, rate=ok / max(n, 1))
 
 
-def load_detected(scene_dir):
+def load_detected(scene_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(landmarks68 (V, 68, 2) pixels, ok (V,) bool) of a scene's cache, or None without one."""
     p = scene_dir / CACHE
     if not p.is_file():

@@ -127,7 +127,7 @@ class Scene:
     appearance: dict
 
 
-def sample_expression(rng, ict: ICTModel, cfg: SceneConfig) -> np.ndarray:
+def sample_expression(rng: np.random.Generator, ict: ICTModel, cfg: SceneConfig) -> np.ndarray:
     e = np.zeros(len(ict.expression_names), np.float32)
     if rng.random() < cfg.p_neutral:
         return e
@@ -143,7 +143,7 @@ def sample_expression(rng, ict: ICTModel, cfg: SceneConfig) -> np.ndarray:
     return e
 
 
-def sample_camera(rng, rm: RenderModel, cfg: SceneConfig, center: np.ndarray) -> Camera:
+def sample_camera(rng: np.random.Generator, rm: RenderModel, cfg: SceneConfig, center: np.ndarray) -> Camera:
     R = look_at_rotation(rng.uniform(-cfg.yaw_deg, cfg.yaw_deg), rng.uniform(-cfg.pitch_deg, cfg.pitch_deg),
                          rng.uniform(-cfg.roll_deg, cfg.roll_deg))
     fov = rng.uniform(*cfg.fov_deg)
@@ -156,7 +156,7 @@ def sample_camera(rng, rm: RenderModel, cfg: SceneConfig, center: np.ndarray) ->
     return Camera(R, t, K, s, s)
 
 
-def sample_appearance(rng, p_plain: float = 0.0) -> dict:
+def sample_appearance(rng: np.random.Generator, p_plain: float = 0.0) -> dict:
     """Procedural appearance; with probability ``p_plain`` (``plain=True``) the renderer uses only
     the skin ``tone`` (uniform on every material, no painted features, lashes or pores)."""
     pos = rng.uniform(0, len(SKIN_TONES) - 1)
@@ -176,7 +176,7 @@ def sample_appearance(rng, p_plain: float = 0.0) -> dict:
     )
 
 
-def sample_lighting(rng) -> dict:
+def sample_lighting(rng: np.random.Generator) -> dict:
     d = rng.normal(0, 1, 3)
     d[2] = -abs(d[2]) - 0.3  # light mostly from the camera's side (camera looks along +z)
     d /= np.linalg.norm(d)
@@ -205,7 +205,7 @@ def _noise_texture(seed: int, size: int = 512) -> np.ndarray:
     return n / (n.std() + 1e-6)
 
 
-def random_background(rng, size: int) -> np.ndarray:
+def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """(size, size, 3) float sRGB background: gradient, noise, random shapes, blur."""
     c0, c1 = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
     a = rng.uniform(0, 2 * np.pi)
@@ -233,7 +233,7 @@ def random_background(rng, size: int) -> np.ndarray:
 
 
 def render_view(ict: ICTModel, rm: RenderModel, vertices_m: np.ndarray, cam: Camera, app: dict, light: dict,
-                rng) -> tuple[np.ndarray, np.ndarray]:
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Render one view -> (uint8 RGB (H, W, 3), uint8 mask (H, W) in {0, 255})."""
     if app.get("plain"):
         return render_mesh(vertices_m, rm.tris[~rm.lash_tri], np.clip(app["tone"], 0, 1), cam, light, rng,
@@ -282,7 +282,7 @@ def render_view(ict: ICTModel, rm: RenderModel, vertices_m: np.ndarray, cam: Cam
     return composite(rng, cam, cov, color)
 
 
-def shade(n, view, albedo, light, ks, shininess) -> np.ndarray:
+def shade(n: np.ndarray, view: np.ndarray, albedo: np.ndarray, light: dict, ks: float, shininess: float) -> np.ndarray:
     """Wrapped key light + fill + ambient, Blinn-Phong highlights; linear albedo -> sRGB colour."""
     ld = light["direction"]
     ndl = n @ (-ld)
@@ -294,7 +294,7 @@ def shade(n, view, albedo, light, ks, shininess) -> np.ndarray:
     return np.clip(albedo * diff + spec, 0, 1) ** (1 / 2.2)
 
 
-def composite(rng, cam: Camera, cov: np.ndarray, color: np.ndarray):
+def composite(rng: np.random.Generator, cam: Camera, cov: np.ndarray, color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colours of the covered pixels over a random background, slight blur and dither."""
     img = random_background(rng, cam.width)
     img = img.reshape(-1, 3)
@@ -305,8 +305,9 @@ def composite(rng, cam: Camera, cov: np.ndarray, color: np.ndarray):
     return rgb, (cov * 255).astype(np.uint8)
 
 
-def render_mesh(vertices_m: np.ndarray, tris: np.ndarray, albedo_srgb, cam: Camera, light: dict, rng,
-                spec: float = 0.05, shininess: float = 20.0):
+def render_mesh(vertices_m: np.ndarray, tris: np.ndarray, albedo_srgb: np.ndarray, cam: Camera, light: dict,
+                rng: np.random.Generator, spec: float = 0.05,
+                shininess: float = 20.0) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
     """Render any mesh (world metres) with one sRGB albedo -> (RGB uint8, mask uint8)."""
     pc = cam.world_to_camera(vertices_m).astype(np.float32)
     r = rasterize(pc, tris, cam.K, cam.height, cam.width)
@@ -323,7 +324,7 @@ def render_mesh(vertices_m: np.ndarray, tris: np.ndarray, albedo_srgb, cam: Came
     return composite(rng, cam, cov, shade(n, view, alb, light, spec, shininess)), r
 
 
-def sample_scene(ict: ICTModel, rng, n_views: int, cfg: SceneConfig) -> Scene:
+def sample_scene(ict: ICTModel, rng: np.random.Generator, n_views: int, cfg: SceneConfig) -> Scene:
     rm = render_model(ict)
     identity = (rng.normal(0, 1, ict.identity_modes_m.shape[0]) * cfg.identity_scale).astype(np.float32)
     expression = sample_expression(rng, ict, cfg)

@@ -43,7 +43,7 @@ def _ict_sources(arkit: str) -> tuple:
 ICT_TO_ARKIT = {name: _ict_sources(name) for name in ARKIT_NAMES}
 
 
-def similarity_to(template: Template, vertices: np.ndarray):
+def similarity_to(template: Template, vertices: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """(s, R, t) with ``vertices ≈ s R template + t`` fitted on the narrow face region (Umeyama)."""
     from ..geometry import umeyama
 

@@ -88,7 +88,7 @@ def fit_expression(template: Template, vertices: np.ndarray, noise_mm: float = 1
                          residual_rms_mm=rms)
 
 
-def neutralize(template: Template, vertices: np.ndarray, **kw) -> tuple:
+def neutralize(template: Template, vertices: np.ndarray, **kw: float) -> tuple:
     """``(neutral_vertices (V, 3) float32, ExpressionFit)``: the reconstruction minus its
     fitted expression — identity, and whatever the reconstruction has beyond the linear model,
     kept."""

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..template import Template, load_template
 
+if TYPE_CHECKING:
+    from ..ict import ICTModel
+
+
 _ASSET = Path(__file__).resolve().parent.parent / "assets" / "identity_modes.npz"
 
 
-def build_identity_asset(ict, out) -> Path:
+def build_identity_asset(ict: ICTModel, out: str | Path) -> Path:
     """Write (100, 7225, 3) float16 identity modes (metres per unit weight) of ``ict`` mapped onto
     the bundled template, with the template's sha256, atomically."""
     tpl = load_template()

@@ -39,7 +39,8 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     return out
 
 
-def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16):
+def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16) -> tuple[np.ndarray,
+                    np.ndarray, np.ndarray]:
     """For each point (P, 3) its exact closest point on a triangle mesh: distance (P,), the point
     (P, 3) and the index of its face (P,) (candidates: the k nearest face centroids)."""
     v = np.asarray(vertices, np.float64)
@@ -55,7 +56,7 @@ def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
 
 
 def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 16,
-                  return_points: bool = False):
+                  return_points: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Exact distance (P,) from each point to a triangle mesh (candidates: k nearest centroids);
     with ``return_points`` also the closest points (P, 3)."""
     d, q, _ = closest_on_mesh(points, vertices, faces, k)
@@ -76,7 +77,7 @@ def similarity_step_columns(q: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.concatenate([(n * q).sum(1, keepdims=True), np.cross(q, n), n], 1)
 
 
-def similarity_from_step(x: np.ndarray):
+def similarity_from_step(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """The similarity (s, R, t) of a step (sigma, omega, tau) of :func:`similarity_step_columns`."""
     import cv2
 

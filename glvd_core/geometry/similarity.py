@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True):
+def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """Similarity (s, R, t) minimising |s R src + t - dst|^2 over corresponding points."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     xs, xd = src - mu_s, dst - mu_d

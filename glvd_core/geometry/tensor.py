@@ -11,7 +11,7 @@ def clip_norm(d: torch.Tensor, c: float) -> torch.Tensor:
     return d * torch.clamp(c / n.clamp_min(1e-12), max=1.0)
 
 
-def similarity_fit(src: torch.Tensor, dst: torch.Tensor):
+def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Least-squares similarity dst ~ s R src + t (Umeyama 1991) for src (K, 3) or (B, K, 3),
     dst (B, K, 3) -> s (B,), R (B, 3, 3) proper rotations, t (B, 3); computed in float32."""
     src, dst = src.float(), dst.float()

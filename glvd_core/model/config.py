@@ -168,7 +168,7 @@ class GLVDConfig:
     def name(self) -> str:
         return self.arch.name
 
-    def replace(self, **flat) -> "GLVDConfig":
+    def replace(self, **flat: object) -> "GLVDConfig":
         """A copy with flat field overrides (``iterations=12``, ``image_size=128``), each routed
         to its section; an unknown field raises ValueError."""
         unknown = sorted(set(flat) - set(_SECTION_OF))
@@ -219,7 +219,7 @@ PRESETS = {
 }
 
 
-def get_config(name: str, **overrides) -> GLVDConfig:
+def get_config(name: str, **overrides: object) -> GLVDConfig:
     """A preset with flat field overrides (:meth:`GLVDConfig.replace`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown config {name!r}; choose one of {sorted(PRESETS)}")

@@ -6,6 +6,7 @@ h = S / 4 feature size. Points are in the normalised frame (see :mod:`.frame`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -14,13 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..geometry.tensor import clip_norm, similarity_fit
 from ..template import Template
 from .config import GLVDConfig
 from .frame import R_ICT_TO_CAM, project_grid
 from .networks import GLVDNet, sample_maps
-from ..geometry.tensor import clip_norm, similarity_fit
-
-
 
 
 @dataclass
@@ -65,7 +64,7 @@ class GLVD(nn.Module):
         fk = self.net.f_s(small, fv[0].detach(), heatmaps.flatten(0, 1))
         return Features(fv, fk, B, V)
 
-    def encode_vertex_only(self, images, masks) -> list:
+    def encode_vertex_only(self, images: torch.Tensor, masks: torch.Tensor) -> list:
         return self.net.f_v(torch.cat([images, masks], 2).flatten(0, 1))
 
     # -- per-point hidden states (mean over views after layer 2) ------------------------------
@@ -73,7 +72,8 @@ class GLVD(nn.Module):
         g = project_grid(points, A, b, K, self.cfg.arch.image_size)  # (B, V, P, 2)
         return g.flatten(0, 1)
 
-    def vertex_hidden(self, fv: list, B: int, V: int, points, keypoints, A, b, K, dropout_mask=None):
+    def vertex_hidden(self, fv: list, B: int, V: int, points: torch.Tensor, keypoints: torch.Tensor, A: torch.Tensor,
+                      b: torch.Tensor, K: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
         grid = self._grid(points, A, b, K)
         f = sample_maps(fv, grid).unflatten(0, (B, V))  # (B, V, P, C)
         if dropout_mask is not None:
@@ -83,14 +83,16 @@ class GLVD(nn.Module):
         inp = torch.cat([points.unsqueeze(1).expand(B, V, P, 3), f, enc.unsqueeze(1).expand(B, V, P, enc.shape[-1])], -1)
         return self.net.g_v.hidden(inp).mean(1)
 
-    def keypoint_hidden(self, fk: torch.Tensor, B: int, V: int, points, A, b, K):
+    def keypoint_hidden(self, fk: torch.Tensor, B: int, V: int, points: torch.Tensor, A: torch.Tensor, b: torch.Tensor,
+                        K: torch.Tensor) -> torch.Tensor:
         grid = self._grid(points, A, b, K)
         f = sample_maps([fk], grid).unflatten(0, (B, V))
         P = points.shape[1]
         inp = torch.cat([points.unsqueeze(1).expand(B, V, P, 3), f], -1)
         return self.net.g_k.hidden(inp).mean(1)
 
-    def sdf(self, fv: list, B: int, V: int, points, A, b, K):
+    def sdf(self, fv: list, B: int, V: int, points: torch.Tensor, A: torch.Tensor, b: torch.Tensor,
+            K: torch.Tensor) -> torch.Tensor:
         grid = self._grid(points, A, b, K)
         f = sample_maps(fv, grid).unflatten(0, (B, V)).mean(1)
         return self.net.sdf(torch.cat([points, f], -1))
@@ -133,7 +135,8 @@ class GLVD(nn.Module):
         return clip_norm(prior_rows - points, self.cfg.inference.clip)
 
     # -- one descent step (diagonal evaluation) -------------------------------------------------
-    def step(self, feats: Features, vertices, keypoints, A, b, K, clip: float, move_vertices: bool = True):
+    def step(self, feats: Features, vertices: torch.Tensor, keypoints: torch.Tensor, A: torch.Tensor, b: torch.Tensor,
+             K: torch.Tensor, clip: float, move_vertices: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """One update of keypoints (B, K, 3) and vertices (B, N, 3) -> (new_vertices, new_keypoints).
         ``move_vertices=False``: a keypoint-only step (warm-up)."""
         B, V = feats.B, feats.V
@@ -149,14 +152,14 @@ class GLVD(nn.Module):
         dv = clip_norm(self.vertex_displacement(h, vertices, vidx, self.vertex_prior(k_for_v, feats.shape_w)), clip)
         return vertices + dv, k_new
 
-    def freeze_last(self, on: bool = True):
+    def freeze_last(self, on: bool = True) -> None:
         """Materialise (``on``) or release the weight-normalised last layers of g_v and g_k: at
         inference they are computed once per reconstruction, not once per step."""
         self.net.g_v.freeze_last(on)
         self.net.g_k.freeze_last(on)
 
     @contextmanager
-    def last_layers_frozen(self):
+    def last_layers_frozen(self) -> Iterator[None]:
         """``with model.last_layers_frozen():`` — :meth:`freeze_last` for the block, released
         however it ends."""
         self.freeze_last(True)
@@ -165,8 +168,9 @@ class GLVD(nn.Module):
         finally:
             self.freeze_last(False)
 
-    def descent(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
-                keypoint_warmup: int = 0):
+    def descent(self, feats: Features, vertices: torch.Tensor, keypoints: torch.Tensor, A: torch.Tensor,
+                b: torch.Tensor, K: torch.Tensor, clip: float, iterations: int,
+                keypoint_warmup: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """The descent, as a generator: ``iterations`` calls of :meth:`step` from vertices (B, N, 3)
         and keypoints (B, K, 3), the first ``keypoint_warmup`` keypoint-only, yielding
         ``(vertices, keypoints)`` after each step, on the device and without host synchronisation
@@ -177,8 +181,9 @@ class GLVD(nn.Module):
                                             move_vertices=t >= keypoint_warmup)
             yield vertices, keypoints
 
-    def descend(self, feats: Features, vertices, keypoints, A, b, K, clip: float, iterations: int,
-                keypoint_warmup: int = 0):
+    def descend(self, feats: Features, vertices: torch.Tensor, keypoints: torch.Tensor, A: torch.Tensor,
+                b: torch.Tensor, K: torch.Tensor, clip: float, iterations: int,
+                keypoint_warmup: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The final ``(vertices, keypoints)`` of :meth:`descent` (the same start after 0 steps)."""
         for vertices, keypoints in self.descent(feats, vertices, keypoints, A, b, K, clip, iterations, keypoint_warmup):
             pass

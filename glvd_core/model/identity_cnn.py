@@ -17,12 +17,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..template import Template
+
 
 CROP_PX = 112
 # The bundled CNN ships inside the bundled model file, under its "identity_cnn" key.
@@ -105,7 +110,7 @@ class IdentityCNN(nn.Module):
         return torch.cat([self(crops[i:i + batch].to(dev)).float().cpu() for i in range(0, len(crops), batch)])
 
 
-def mirror_weight_map(tpl) -> torch.Tensor:
+def mirror_weight_map(tpl: Template) -> torch.Tensor:
     """(M, M) float32 map ``R`` such that ``w @ R.T`` are the identity weights of the mirror image
     (x -> -x, vertex ``i`` -> ``tpl.symmetry[i]``) of the shape that ``w`` makes: each mirrored mode
     fitted by least squares over the template's vertices. ICT's identity space is mirror-closed to
@@ -148,7 +153,7 @@ def round_to_fp16(net: IdentityCNN) -> dict:
     return fp16
 
 
-def save_identity_cnn(path, net: IdentityCNN, fp16_state: dict, recipe: dict, scores: dict) -> None:
+def save_identity_cnn(path: str | Path, net: IdentityCNN, fp16_state: dict, recipe: dict, scores: dict) -> None:
     """Write the package :func:`load_identity_cnn` reads, atomically: ``model`` (the fp16 state
     dict from :func:`round_to_fp16`), ``arch`` (the constructor's arguments), ``recipe`` (how it was
     trained; ``template_sha256`` is checked on load) and ``scores``."""

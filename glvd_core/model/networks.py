@@ -27,7 +27,7 @@ class Residual(nn.Module):
             _gn(mid, groups), nn.ReLU(inplace=True), nn.Conv2d(mid, cout, 1))
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + self.skip(x)
 
 
@@ -39,7 +39,7 @@ class Hourglass(nn.Module):
         self.low2 = Hourglass(depth - 1, width, groups) if depth > 1 else Residual(width, width, groups)
         self.low3 = Residual(width, width, groups)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = self.up1(x)
         low = self.low3(self.low2(self.low1(F.max_pool2d(x, 2))))
         return up + F.interpolate(low, scale_factor=2, mode="nearest")
@@ -62,7 +62,7 @@ class StackedHourglass(nn.Module):
         self.merge_f = nn.ModuleList([nn.Conv2d(w, w, 1) for _ in range(cfg.arch.fv_stacks - 1)])
         self.merge_o = nn.ModuleList([nn.Conv2d(cfg.arch.fv_out, w, 1) for _ in range(cfg.arch.fv_stacks - 1)])
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
         maps = []
         for i, hg in enumerate(self.hgs):
@@ -85,7 +85,7 @@ class KeypointFeatures(nn.Module):
         self.hg = Hourglass(cfg.arch.hg_depth, w, g)
         self.out = nn.Sequential(Residual(w, w, g), nn.Conv2d(w, cfg.arch.fs_out, 1))
 
-    def forward(self, image_mask_small, first_stack, heatmaps):
+    def forward(self, image_mask_small: torch.Tensor, first_stack: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
         return self.out(self.hg(self.inp(torch.cat([image_mask_small, first_stack, heatmaps], 1))))
 
 
@@ -107,15 +107,15 @@ class WNMLP(nn.Module):
         self.l3 = weight_norm(nn.Linear(hidden, n_targets * 3))
         self._frozen_w3 = None
 
-    def hidden(self, x):
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.l2(F.relu(self.l1(x))))
 
-    def last_weight(self):
+    def last_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._frozen_w3 is not None:
             return self._frozen_w3
         return self.l3.weight.view(self.n_targets, 3, -1), self.l3.bias.view(self.n_targets, 3)
 
-    def freeze_last(self, on: bool = True):
+    def freeze_last(self, on: bool = True) -> None:
         """Cache the normalised last-layer weight (inference: computed once, not per step)."""
         self._frozen_w3 = None
         if on:
@@ -123,13 +123,13 @@ class WNMLP(nn.Module):
                 w, b = self.last_weight()
                 self._frozen_w3 = (w.detach().clone(), b.detach().clone())
 
-    def head_shared(self, h, target):
+    def head_shared(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Rows ``target`` (B, S) for every point of a scene: h (B, P, H) -> (B, P, S, 3), one matmul."""
         w, b = self.last_weight()
         ws = w[target]  # (B, S, 3, H)
         return torch.einsum("bph,bsch->bpsc", h, ws) + b[target].unsqueeze(1)
 
-    def head(self, h, target=None):
+    def head(self, h: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         w, b = self.last_weight()
         if target is None:
             return (h @ self.l3.weight.t() + self.l3.bias).unflatten(-1, (self.n_targets, 3))
@@ -144,7 +144,7 @@ class SDFHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(cin, 256), nn.ReLU(inplace=True), nn.Linear(256, 128), nn.ReLU(inplace=True),
                                  nn.Linear(128, 1))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
 
 
@@ -170,7 +170,7 @@ class GLVDNet(nn.Module):
         self.g_k = WNMLP(3 + cfg.arch.fs_out, cfg.arch.hidden_k, K)
         self.sdf = SDFHead(3 + cfg.arch.fv_dim)
 
-    def encoding(self, points, keypoints):
+    def encoding(self, points: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
         """(B, P, 3) points and (B, K, 3) keypoints -> the keypoint-relative encoding (B, P, E)."""
         if self.cfg.arch.encoding == "none":
             return points.new_zeros(points.shape[:-1] + (0,))

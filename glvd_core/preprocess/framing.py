@@ -93,7 +93,8 @@ def head_mask(shape: tuple[int, int], camera: Camera, pose: HeadPose, person_mas
     return m.astype(np.uint8) * 255
 
 
-def estimate_cameras(landmarks: list, intrinsics: list, template: Template, refine: bool = True):
+def estimate_cameras(landmarks: list, intrinsics: list, template: Template, refine: bool = True) -> tuple[list[Camera],
+                     float]:
     """Cameras for several photos of one head from their 68 landmarks: per-view PnP against the
     template landmarks, then joint refinement of all poses and the 3D landmarks (regularised to
     the template). World = head frame (metres). Returns (cameras, per-view RMS px)."""

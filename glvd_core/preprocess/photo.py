@@ -100,7 +100,7 @@ def load_mask_for(path: str | Path, photo: Photo) -> np.ndarray:
     return cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST)
 
 
-def camera_for(W: int, H: int, exif=None, fov_deg: float | None = None,
+def camera_for(W: int, H: int, exif: dict | None = None, fov_deg: float | None = None,
                default_fov_deg: float = DEFAULT_FOV_DEG) -> tuple[Camera, str]:
     """Intrinsics for a W x H photo: explicit fov > EXIF 35 mm-equivalent focal length > default."""
     if fov_deg is not None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -102,12 +103,12 @@ def triangle_areas(p: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return 0.5 * (np.linalg.norm(cr, axis=1) if cr.ndim == 2 else np.abs(cr))
 
 
-def signed_area_2d(p, tris):
+def signed_area_2d(p: np.ndarray, tris: np.ndarray) -> np.ndarray:
     a, b, c = p[tris[:, 0]], p[tris[:, 1]], p[tris[:, 2]]
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
 
 
-def locate(points: np.ndarray, uv: np.ndarray, tris: np.ndarray, k: int = 24):
+def locate(points: np.ndarray, uv: np.ndarray, tris: np.ndarray, k: int = 24) -> tuple[np.ndarray, np.ndarray]:
     """Point location in a 2D triangulation: (triangle index, barycentrics) per point.
 
     Candidates are the k triangles with the nearest centroids; points not found among them
@@ -226,7 +227,7 @@ def delaunay_flips_3d(p3: np.ndarray, tris: np.ndarray, max_passes: int = 20) ->
 # ----------------------------------------------------------------------------- the builder
 def build_template(ict: ICTModel, seed: int = 0, lloyd_iters: int = 80, n_samples: int = 600_000,
                    feature_ratio: float = 0.5, feature_sigma_m: float = 0.012, grade_m: float = 0.035,
-                   log=print) -> dict:
+                   log: Callable[..., None] = print) -> dict:
     rng = np.random.default_rng(seed)
     V = ict.neutral_m.astype(np.float64)
     N = len(V)

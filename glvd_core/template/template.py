@@ -7,8 +7,13 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 
 _ASSET = Path(__file__).resolve().parent.parent / "assets" / "template.npz"
 
@@ -68,7 +73,7 @@ class Template:
         return len(self.faces)
 
     @property
-    def ict_map(self):
+    def ict_map(self) -> sp.csr_matrix:
         import scipy.sparse as sp
 
         return sp.csr_matrix((self.ict_weights, self.ict_indices, self.ict_indptr),

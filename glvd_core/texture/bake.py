@@ -18,11 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..render.raster import rasterize, vertex_normals
+
+if TYPE_CHECKING:
+    from ..template import Template
+
 
 SEEN, MIRRORED, FILLED = 1, 2, 3
 DEPTH_TOLERANCE_M = 0.004
@@ -52,7 +57,7 @@ class Texture:
     def size(self) -> int:
         return self.image.shape[0]
 
-    def save_png(self, path) -> None:
+    def save_png(self, path: str | Path) -> None:
         from ..io import atomic_write_bytes
 
         ok, buf = cv2.imencode(".png", np.ascontiguousarray(self.image[..., ::-1]))
@@ -162,7 +167,7 @@ def check_texture_size(size: int) -> None:
         raise ValueError(f"texture size must be within 64..8192, got {size}")
 
 
-def bake_texture(vertices_m: np.ndarray, images: list, cameras: list, template, masks: list | None = None,
+def bake_texture(vertices_m: np.ndarray, images: list, cameras: list, template: Template, masks: list | None = None,
                  size: int = 1024, feather_px: float | None = None) -> Texture:
     """Bake photos onto the template UVs of a reconstructed mesh.
 
@@ -268,7 +273,7 @@ def _soft(weight_sum, inside, size, feather):
     return np.clip(cv2.GaussianBlur(a, (0, 0), feather / 2)[inside], 0, 1).astype(np.float64)
 
 
-def gather_points(views, P, N):
+def gather_points(views: list, P: np.ndarray, N: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Colours and cos² weights of surface points in every view (no UV-space feathering)."""
     out = [v.look(P, N) for v in views]
     return [c for c, _ in out], [w for _, w in out]
@@ -287,7 +292,8 @@ def _pad_islands(img, inside, iterations):
     return img
 
 
-def write_textured_obj(path, vertices_m: np.ndarray, template, texture: Texture, header: str = "") -> tuple:
+def write_textured_obj(path: str | Path, vertices_m: np.ndarray, template: Template, texture: Texture,
+                       header: str = "") -> tuple:
     """Write ``path`` (.obj, metres, with UVs), ``path.mtl`` and ``path.png`` (the texture).
     Returns the three paths."""
     from ..io import atomic_write_bytes, obj_text

@@ -6,7 +6,9 @@ from (seed, stage, step): a resumed run sees exactly the batches an uninterrupte
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,7 +36,7 @@ class Batch:
     gt_keypoints: torch.Tensor  # (B, K, 3) normalised frame
     frames: list
 
-    def to(self, device):
+    def to(self, device: torch.device | str) -> "Batch":
         for k, v in vars(self).items():
             if isinstance(v, torch.Tensor):
                 setattr(self, k, v.to(device, non_blocking=True))
@@ -44,7 +46,8 @@ class Batch:
 class SceneBank:
     """All scenes of one or more datasets, resized to the network input, in memory."""
 
-    def __init__(self, roots, cfg: GLVDConfig, template: Template, max_scenes: int | None = None, log=print):
+    def __init__(self, roots: Sequence[str | Path], cfg: GLVDConfig, template: Template, max_scenes: int | None = None,
+                 log: Callable[..., None] = print):
         self.cfg, self.tpl = cfg, template
         S = cfg.arch.image_size
         self.images, self.masks, self.cams, self.gt, self.detected = [], [], [], [], []

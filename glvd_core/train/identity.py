@@ -29,14 +29,16 @@ far. Two steps:
     python -m glvd_core train-identity train --prep .gpu/identity_prep.npz --minutes 8 \\
         --scenes 60000 --seed 30000 --out $OUT [--init previous.pt]
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
-import sys
 import threading
 import time
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -47,11 +49,14 @@ from ..model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, face_crop_mat
                                   round_to_fp16, save_identity_cnn, warp_crop)
 from ..template import load_template
 
+if TYPE_CHECKING:
+    from ..template import Template
+
 
 EVAL_SEEDS = (7000, 9000)  # val and eval: never trained on
 
 
-def shape_metric(tpl):
+def shape_metric(tpl: Template) -> Callable[[torch.Tensor], torch.Tensor]:
     """rms(dw) (B,) mm: per-vertex RMS over the narrow face of the identity-weight error ``dw``
     (B, 100), each mode's similarity part (translation, rotation, scale about the mean face)
     projected out; computed on ``dw``'s device. The identity CNN's training loss."""
@@ -97,7 +102,7 @@ def _views(root: Path, limit=None):
                 yield cam.project(V), l478[v, :, :2], sd, v
 
 
-def prepare(a):
+def prepare(a: argparse.Namespace) -> None:
     data = Path(a.data)
     P, D = zip(*[(p, d) for p, d, _, _ in _views(data / "train", 500)])
     P, D = torch.tensor(np.array(P), dtype=torch.float64), torch.tensor(np.array(D), dtype=torch.float64)  # (N, V, 2), (N, 478, 2)
@@ -164,7 +169,7 @@ def _render(job):
     return np.array(out, np.uint8), sc.identity, bool(sc.appearance["plain"])
 
 
-def train(a):
+def train(a: argparse.Namespace) -> float:
     from ..ict import find_ict_path
 
     if a.seed in EVAL_SEEDS:
@@ -276,7 +281,7 @@ def train(a):
     os._exit(0)  # the render pool's threads may still hold results; nothing else to wait for
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m glvd_core train-identity", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)

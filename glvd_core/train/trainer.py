@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,8 @@ class TrainOptions:
 
 
 class Trainer:
-    def __init__(self, cfg: GLVDConfig, data, out: str | Path, opts: TrainOptions | None = None,
-                 template: Template | None = None, resume: bool = False):
+    def __init__(self, cfg: GLVDConfig, data: str | Path | Sequence[str | Path], out: str | Path,
+                 opts: TrainOptions | None = None, template: Template | None = None, resume: bool = False):
         if cfg.inference.vertex_prior == "image":
             raise ValueError("vertex_prior=image is an inference-time choice (the shape comes from each photo): "
                              "train with vertex_prior=keypoints and set image when shipping")
@@ -147,16 +148,16 @@ class Trainer:
                          optimizer=opt.state_dict() if opt is not None else None), self.out / name)
 
     # -- stages --------------------------------------------------------------------------
-    def stage_params(self, stage):
+    def stage_params(self, stage: str) -> list[torch.nn.Parameter]:
         n = self.model.net
         return {"sdf": [*n.f_v.parameters(), *n.sdf.parameters()], "kp": [*n.f_s.parameters(), *n.g_k.parameters()],
                 "vertex": [p for k, p in [*n.f_v.named_parameters("f_v"), *n.g_v.named_parameters("g_v")]
                            if not any(k.startswith(f + ".") for f in self.frozen_parts)]}[stage]
 
-    def stage_steps(self, stage):
+    def stage_steps(self, stage: str) -> int:
         return {"sdf": self.cfg.train.sdf_steps, "kp": self.cfg.train.kp_steps, "vertex": self.cfg.train.vertex_steps}[stage]
 
-    def lr_at(self, stage, step):
+    def lr_at(self, stage: str, step: int) -> float:
         T = self.stage_steps(stage)
         t0 = self.cfg.train.decay_start * T
         return self.cfg.train.lr if step < t0 else self.cfg.train.lr * max(0.0, (T - step) / max(T - t0, 1))
@@ -298,7 +299,7 @@ class Trainer:
         base = torch.gather(pts, 1, idx[..., None].expand(B, n, 3))
         return base + torch.randn(B, n, 3, generator=gen).to(self.device) * s, idx
 
-    def loss_sdf(self, b: Batch, gen):
+    def loss_sdf(self, b: Batch, gen: torch.Generator) -> torch.Tensor:
         B, V = b.images.shape[:2]
         Q = self.cfg.train.queries_per_scene
         near, _ = self._near(gen, b.gt_vertices, Q - Q // 4, [0.01, 0.03, 0.1])
@@ -314,7 +315,7 @@ class Trainer:
             target = (d * torch.where(sign == 0, torch.ones_like(sign), sign)).clamp(-0.2, 0.2)
         return (pred.clamp(-0.2, 0.2) - target).abs().mean() / 0.2
 
-    def loss_kp(self, b: Batch, gen):
+    def loss_kp(self, b: Batch, gen: torch.Generator) -> torch.Tensor:
         B, V = b.images.shape[:2]
         Q = self.cfg.train.queries_per_scene
         gk = b.gt_keypoints
@@ -334,7 +335,7 @@ class Trainer:
         target = clip_norm(gk[:, None] - q[:, :, None], self.cfg.inference.clip)
         return displacement_loss(pred, target, self.cfg)
 
-    def loss_vertex(self, b: Batch, gen):
+    def loss_vertex(self, b: Batch, gen: torch.Generator) -> torch.Tensor:
         cfg = self.cfg
         B, V = b.images.shape[:2]
         Q, N = cfg.train.queries_per_scene, b.gt_vertices.shape[1]
