@@ -95,6 +95,18 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
         np.testing.assert_allclose(stored + origin, world, atol=1e-7)  # the grid costs < 0.1 µm
         kp = scene_writer.to_world(M, job.result.reconstruction.keypoints[step])
         np.testing.assert_allclose(np.array([e.matrix_world.translation for e in empties]), kp, atol=1e-6)
+    # the fit's iterations follow the descent's steps as fit_01, fit_02, ..., the last one the rest shape
+    T = job.result.reconstruction.iterations
+    fit = job.result.fit.steps
+    keys = face.data.shape_keys.key_blocks
+    assert [k.name for k in keys if k.name.startswith("fit_")] == [f"fit_{k + 1:02d}" for k in range(len(fit))]
+    for k in range(len(fit)):
+        scene.frame_set(scene.frame_start + 3 * (T + 1 + k))
+        np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face),
+                                      scene_writer.local_coordinates(face, M, fit[k]))
+    np.testing.assert_array_equal(np.array([v.co for v in face.data.vertices], np.float32),
+                                  scene_writer.local_coordinates(face, M, job.result.final_vertices_m))
+    assert face["glvd"]["fit_iterations"] == len(fit)
     # half way between two steps: the linear blend of the two
     scene.frame_set(scene.frame_start + 3 * 2 + 1)
     a, b = (scene_writer.local_coordinates(face, M, job.result.reconstruction.vertices[k]) for k in (2, 3))
@@ -110,6 +122,21 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     bl = np.array([world_to_camera_view(scene, cam_ob, Vector(p))[:2] for p in scene_writer.to_world(M, verts)])
     expected = np.stack([(uv[:, 0] + 0.5) / cam.width, 1 - (uv[:, 1] + 0.5) / cam.height], 1)
     np.testing.assert_allclose(bl, expected, atol=1e-4)
+
+
+def test_fit_to_photos_can_be_turned_off(addon, synthetic_photo):
+    """Without "Fit to Photos" the face is the descent's last step and has no fit keys."""
+    from glvd_blender import ops
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    bpy.context.scene.glvd.fit_to_photos = False
+    job = ops.gather(bpy.context)
+    assert job.options.fit is None
+    job.run()
+    assert job.error is None and job.result.fit is None
+    face = ops.write(bpy.context, job)["face"]
+    assert not [k for k in face.data.shape_keys.key_blocks if k.name.startswith("fit_")]
+    assert face["glvd"]["fit_iterations"] == 0
 
 
 def test_failure_leaves_the_scene_untouched(addon, tmp_path):

@@ -119,6 +119,7 @@ def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
         inputs.cameras = cameras
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
     options = pipeline.PipelineOptions(pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed),
+                                       fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
                                        texture_size=int(s.texture_size) if s.bake_texture else 0,
                                        neutral=s.neutral, arkit=s.arkit_shapes)
     return Job(inputs, kind, options, s.model_path, s.device)
@@ -127,7 +128,9 @@ def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
 def extras_of(result: PipelineResult) -> scene_writer.Extras:
     """What the scene writer adds beyond the descent, from a pipeline result."""
     neutral = result.expression is not None
+    fitted = result.fit is not None and len(result.fit.steps) > 0
     return scene_writer.Extras(final_vertices=result.final_vertices_m if neutral else None,
+                               fit_steps=result.fit.steps if fitted else None,
                                texture=None if result.texture is None else result.texture.image,
                                arkit=result.arkit, expression=result.expression)
 

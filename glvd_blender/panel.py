@@ -43,6 +43,11 @@ class GLVD_PT_main(bpy.types.Panel):
         ok, msg = core.device_report()
         layout.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
         layout.prop(s, "model_path")
+        row = layout.row(align=True)
+        row.prop(s, "fit_to_photos")
+        sub = row.row()
+        sub.enabled = s.fit_to_photos
+        sub.prop(s, "fit_iterations", text="")
         col = layout.column(heading="Create")
         col.prop(s, "add_keypoints")
         col.prop(s, "keyframe_descent")

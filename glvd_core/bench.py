@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .fitting import FitOptions, ViewEvidence, fit_to_photos
 from .model.config import get_config
 from .model.glvd import GLVD, Features, landmark_heatmaps
 
@@ -83,8 +84,19 @@ def _mediapipe_available() -> bool:
     return True
 
 
+def _silhouette(vertices_m: np.ndarray, camera, template) -> np.ndarray:
+    """(H, W) uint8 mask of a mesh seen by ``camera``: a stand-in for a user's head mask."""
+    from .render.raster import rasterize
+
+    cov = rasterize(camera.world_to_camera(vertices_m), template.faces, camera.K, camera.height, camera.width).coverage
+    return cov.astype(np.uint8) * 255
+
+
 def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: str = "auto", runs: int = 20,
-              batch: int = 32, photo: np.ndarray | None = None, log: Callable[..., None] = print) -> dict:
+              batch: int = 32, photo: np.ndarray | None = None, log: Callable[..., None] = print,
+              fit: FitOptions | None = None) -> dict:
+    """Time each config's stages; ``fit``: also time the fitting stage (bundled model only) on
+    the 1- and 3-view reconstructions, with a head mask per view (both evidence terms on)."""
     from . import load_template
     from .checkpoint import resolve_device
     from .reconstruct import Reconstructor
@@ -148,6 +160,12 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
             cams = [Camera.from_fov(512, 512, 40, R=look_at_rotation(a, 0, 0), t=[0, 0, 0.6]) for a in (-30, 0, 30)]
             res["reconstruct_3view"] = timeit(lambda: rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3),
                                               max(5, runs // 2), sync=sync)
+            if fit is not None and name == "default":
+                for V, r in ((1, rec.reconstruct([photo], landmarks=lms)),
+                             (3, rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3))):
+                    ev = [ViewEvidence(c, p, _silhouette(r.final_vertices, c, tpl)) for c, p in zip(r.cameras, r.landmarks478)]
+                    res[f"fit_{V}view"] = timeit(lambda: fit_to_photos(tpl, r.final_vertices, ev, fit, r.cameras_estimated),
+                                                 max(3, runs // 4), warmup=1)
             # a batch of faces through the batched model (encoders + 10 steps)
             Bn = batch
             img = torch.rand(Bn, 1, 3, S, S, device=dev)
@@ -179,7 +197,9 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
 def main_bench(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
-    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch)
+    from .cli import fit_options
+
+    rep = run_bench(tuple(a.config), a.device, a.runs, a.batch, fit=fit_options(a))
     text = json.dumps(rep, indent=1)
     if a.json:
         from .io import atomic_write_bytes

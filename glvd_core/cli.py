@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .fitting import FitOptions
 
 
 def _make_data(a) -> int:
@@ -85,6 +89,23 @@ def _train(a) -> int:
     return 0
 
 
+def add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    """--fit/--no-fit and --fit-iterations (reconstruct, batch, bench)."""
+    from .fitting import FitOptions
+
+    p.add_argument("--fit", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit the result to the photos' evidence after the descent (default: on)")
+    p.add_argument("--fit-iterations", type=int, default=FitOptions.iterations, metavar="N",
+                   help=f"iterations of the fit, each kept as a step (default {FitOptions.iterations})")
+
+
+def fit_options(a: argparse.Namespace) -> FitOptions | None:
+    """The FitOptions --fit/--fit-iterations ask for (None: --no-fit)."""
+    from .fitting import FitOptions
+
+    return FitOptions(iterations=a.fit_iterations) if a.fit else None
+
+
 def _reconstruct(a) -> int:
     import json
     from pathlib import Path
@@ -104,7 +125,7 @@ def _reconstruct(a) -> int:
                 raise ValueError(f"{path}: photos with cameras.json must be at most 2048 px (cameras are in their pixels)")
         inputs.cameras = cams
     options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect),
-                              texture_size=a.texture, neutral=a.neutral)
+                              fit=fit_options(a), texture_size=a.texture, neutral=a.neutral)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
     res = run(rec, inputs, options)
     r = res.reconstruction
@@ -124,8 +145,10 @@ def _reconstruct(a) -> int:
               f"{100 * tex.stats['filled']:.0f}% filled -> {paths[2]}")
     else:
         r.save_obj(a.output, vertices=res.final_vertices_m)
+    if res.fit is not None and len(res.fit.steps):
+        print(f"fit to photos: {len(res.fit.steps)} iterations, {res.fit.seconds:.2f} s")
     if a.trajectory:
-        r.save_trajectory(a.trajectory)
+        r.save_trajectory(a.trajectory, fit_vertices=None if res.fit is None else res.fit.steps)
     if a.json:
         atomic_write_bytes(a.json, json.dumps(r.summary(), indent=1).encode())
     print(f"wrote {Path(a.output)}: {r.vertices.shape[1]} vertices, {len(r.faces)} triangles, frame {r.frame}, "
@@ -142,8 +165,10 @@ def _evaluate(a) -> int:
                                                     identity_cnn=a.identity_cnn)}
     if a.lvd_weights:
         models["LVD (no keypoints)"] = Reconstructor.from_pretrained(a.lvd_weights, device=a.device)
+    fit = fit_options(a)
     res = evaluate(a.data, models, views=a.views, max_scenes=a.max_scenes, heatmap=a.heatmap,
-                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step)
+                   oracle_landmarks=a.oracle_landmarks, per_step=a.per_step,
+                   fits=None if fit is None else {"GLVD + fit to photos": fit})
     print(format_table(res))
     if a.json:
         save_json(a.json, dict(data=str(a.data), command=" ".join(sys.argv), **res))
@@ -273,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--texture", type=int, default=0, metavar="SIZE",
                    help="bake the photos into a SIZE x SIZE texture: writes OUT.png and OUT.mtl beside the OBJ")
     p.add_argument("--neutral", action="store_true", help="remove the estimated expression from the written mesh")
+    add_fit_arguments(p)
     p.set_defaults(func=_reconstruct)
     p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template, 3DMM fit")
     p.add_argument("--data", required=True)
@@ -286,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
     p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
+    add_fit_arguments(p)
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE",
                    help="inference settings of the GLVD model, e.g. iterations=8 keypoint_warmup=3 vertex_prior=keypoints")
     p.add_argument("--json", default=None)
@@ -311,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", default=None)
+    add_fit_arguments(p)
     p.set_defaults(func=lambda a: __import__("glvd_core.bench", fromlist=["main_bench"]).main_bench(a))
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     p.add_argument("--out", default="runs/demo")

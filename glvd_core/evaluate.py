@@ -123,8 +123,10 @@ def paired_difference(ours_mm: np.ndarray, theirs_mm: np.ndarray, level: float =
 
 def evaluate(data: str | Path, models: dict, views: int = 1, max_scenes: int = 0, template: Template | None = None,
              heatmap: str | None = None, oracle_landmarks: bool = False, baselines: bool = True,
-             per_step: bool = False, log: Callable[..., None] = print) -> dict:
+             per_step: bool = False, log: Callable[..., None] = print, fits: dict | None = None) -> dict:
     """Run each model (name -> Reconstructor) and the baselines on a dataset's scenes.
+    ``fits``: row name -> :class:`glvd_core.fitting.FitOptions`, each a fitting stage run on the
+    first model's result (its time added to the descent's).
 
     The real pipeline: 2D landmarks from the detector (``oracle_landmarks``: projected GT), the
     dataset's head masks, the true intrinsics; one view is reconstructed in its camera frame
@@ -145,7 +147,8 @@ def evaluate(data: str | Path, models: dict, views: int = 1, max_scenes: int = 0
 
         ict = load_ict()
     n = min(len(ds), max_scenes) if max_scenes else len(ds)
-    names = list(models) + (["mean template", "3DMM landmark fit"] if baselines else [])
+    fits = fits or {}
+    names = list(models) + list(fits) + (["mean template", "3DMM landmark fit"] if baselines else [])
     rows = {name: dict(raw=[], aligned=[], seconds=[]) for name in names}
     per_vertex = {name: [] for name in names}
     steps = {name: [] for name in models}
@@ -181,6 +184,14 @@ def evaluate(data: str | Path, models: dict, views: int = 1, max_scenes: int = 0
             preds[name] = (r.final_vertices, r.timings["total"])
             if name == next(iter(models)):
                 mean_face = r.vertices[0]  # the descent's start: the mean template where it begins
+                if fits:
+                    from .fitting import ViewEvidence, fit_to_photos
+
+                    ev = [ViewEvidence(c, p, m) for c, p, m in zip(r.cameras, r.landmarks478, masks)]
+                for fname, fo in fits.items():
+                    f = fit_to_photos(tpl, r.final_vertices, ev, fo, r.cameras_estimated)
+                    preds[fname] = (f.steps[-1] if len(f.steps) else r.final_vertices,
+                                    r.timings["total"] + f.seconds)
             if per_step:
                 steps[name].append([chamfer_scan_mm(gt_pts, gt_lm, v, tpl) if scan else
                                     chamfer_mm(gt, v, tpl, align=True, n_points=5000)[0] for v in r.vertices])

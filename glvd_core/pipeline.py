@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .cameras import DEFAULT_FOV_DEG
+from .fitting import FitOptions, FitResult
 from .reconstruct import Cancelled, Reconstruction, ReconstructOptions, Reconstructor
 
 
@@ -28,12 +29,15 @@ class PipelineOptions:
 
     Attributes:
         reconstruct: the descent's per-call settings (steps, clip, seed, field of view, detection).
+        fit: the fitting stage after the descent (:class:`~glvd_core.fitting.FitOptions`), or
+            None to keep the descent's result.
         texture_size: side of the photo texture in pixels, 64..8192 (0: no texture).
         neutral: remove the expression estimated on the photos from the rest shape.
         arkit: make the 52 ARKit shape offsets for the rest shape.
     """
 
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
+    fit: FitOptions | None = field(default_factory=FitOptions)
     texture_size: int = 0
     neutral: bool = False
     arkit: bool = False
@@ -71,16 +75,21 @@ class PipelineResult:
     """Everything one run made.
 
     Attributes:
-        reconstruction: every descent step (vertices (T+1, 7225, 3) metres, keypoints, cameras).
-        final_vertices_m: (7225, 3) metres, the rest shape: the last step, neutralised with ``neutral``.
+        reconstruction: every descent step (vertices (T+1, 7225, 3) metres, keypoints, cameras;
+            the cameras as the fit refined them when they were estimated).
+        fit: the fitting stage's result (its steps (F, 7225, 3) metres; none when it kept the
+            descent's result), or None when it was off.
+        final_vertices_m: (7225, 3) metres, the rest shape: the last fit step (else the last
+            descent step), neutralised with ``neutral``.
         expression: ARKit-named weights that ``neutral`` removed (None without it).
         texture: the baked :class:`~glvd_core.texture.Texture` (None without ``texture_size``).
         arkit: ARKit name -> (7225, 3) offsets in metres from the rest shape (None without ``arkit``).
-        timings: seconds per stage ("descent", "neutral", "texture", "arkit") and "total".
+        timings: seconds per stage ("descent", "fit", "neutral", "texture", "arkit") and "total".
     """
 
     reconstruction: Reconstruction
     final_vertices_m: np.ndarray
+    fit: FitResult | None = None
     expression: dict | None = None
     texture: object = None
     arkit: dict | None = None
@@ -110,13 +119,15 @@ def load_inputs(paths: Sequence[str | Path], mask_paths: Sequence[str | Path | N
 
 
 def run(reconstructor: Reconstructor, inputs: Inputs, options: PipelineOptions | None = None, *,
-        landmarks: list[np.ndarray | None] | None = None, callback: Callable[[int, np.ndarray, np.ndarray], bool | None] | None = None, stage: Callable[[str], None] | None = None, prepared: tuple | None = None) -> PipelineResult:
+        landmarks: list[np.ndarray | None] | None = None,
+        callback: Callable[[int, np.ndarray, np.ndarray], bool | None] | None = None,
+        stage: Callable[[str], bool | None] | None = None, prepared: tuple | None = None) -> PipelineResult:
     """Reconstruct ``inputs`` and make the extras ``options`` ask for.
 
     Args:
         callback: ``callback(step, vertices_m, keypoints_m)`` after each descent step (see
             :meth:`Reconstructor.reconstruct`); returning False cancels.
-        stage: ``stage(name)`` as each stage starts ("descent", "neutral", "texture",
+        stage: ``stage(name)`` as each stage starts ("descent", "fit", "neutral", "texture",
             "blendshapes"); returning False cancels (:class:`Cancelled`) before that stage.
         landmarks, prepared: as :meth:`Reconstructor.reconstruct`.
     """
@@ -136,18 +147,31 @@ def run(reconstructor: Reconstructor, inputs: Inputs, options: PipelineOptions |
                                   prepared=prepared)
     timings["descent"] = time.perf_counter() - t
     res = PipelineResult(r, r.final_vertices)
+    shaped = r.final_vertices  # the shape before neutral: the fit's, else the descent's
+    if o.fit is not None:
+        from .fitting import ViewEvidence, fit_to_photos
+
+        t = begin("fit")
+        masks = inputs.masks or [None] * len(inputs.images)  # the user's masks: their outline is evidence
+        evidence = [ViewEvidence(c, p, m) for c, p, m in zip(r.cameras, r.landmarks478, masks)]
+        res.fit = fit_to_photos(tpl, r.final_vertices, evidence, o.fit, r.cameras_estimated)
+        r.info.setdefault("notes", []).extend(res.fit.notes)
+        if len(res.fit.steps):
+            shaped = res.final_vertices_m = res.fit.steps[-1]
+            r.cameras = res.fit.cameras
+        timings["fit"] = time.perf_counter() - t
     if o.neutral:
         from .expression import neutralize
 
         t = begin("neutral")
-        res.final_vertices_m, fit = neutralize(tpl, r.final_vertices)
+        res.final_vertices_m, fit = neutralize(tpl, shaped)
         res.expression = fit.expression
         timings["neutral"] = time.perf_counter() - t
     if o.texture_size:
         from .texture import bake_texture
 
         t = begin("texture")
-        res.texture = bake_texture(r.final_vertices, inputs.images, r.cameras, tpl, masks=inputs.masks,
+        res.texture = bake_texture(shaped, inputs.images, r.cameras, tpl, masks=inputs.masks,
                                    size=o.texture_size)
         timings["texture"] = time.perf_counter() - t
     if o.arkit:

@@ -86,6 +86,9 @@ class Reconstruction:
         faces: (14342, 3) int32; uvs: (7225, 2).
         keypoint_indices: (K,) template vertex ids of the keypoints.
         cameras: the input photos' cameras in the output frame (original image pixels).
+        landmarks478: per view, MediaPipe's (478, 3) points in the photo's pixels, or None
+            (landmarks given as 68 points, or no detection): the fitting stage's evidence.
+        cameras_estimated: True when the cameras were estimated from landmarks.
         frame: "camera" (view 0's camera frame, OpenCV axes) or "world" (the given cameras', or
             the head frame of estimated cameras).
         timings: seconds: "prepare", "encode", "descent", "total", "steps" (list).
@@ -100,6 +103,8 @@ class Reconstruction:
     frame: str
     timings: dict
     info: dict = field(default_factory=dict)
+    landmarks478: list = field(default_factory=list)  # per view: (478, 3) MediaPipe points, photo pixels, or None
+    cameras_estimated: bool = False  # the cameras came from landmarks (several photos, no cameras given)
 
     @property
     def final_vertices(self) -> np.ndarray:
@@ -115,9 +120,12 @@ class Reconstruction:
         write_obj(path, self.vertices[step] if vertices is None else vertices, self.faces, self.uvs,
                   header=f"GLVD reconstruction, {what}, metres, frame: {self.frame} (OpenCV axes)")
 
-    def save_trajectory(self, path: str | Path) -> None:
+    def save_trajectory(self, path: str | Path, fit_vertices: np.ndarray | None = None) -> None:
+        """Every descent step (``vertices`` (T+1, V, 3), ``keypoints``) and, when given and not
+        empty, the fitting stage's steps (``fit_vertices`` (F, V, 3)), metres, as .npz."""
+        extra = {} if fit_vertices is None or len(fit_vertices) == 0 else dict(fit_vertices=np.asarray(fit_vertices))
         save_npz_deterministic(path, vertices=self.vertices, keypoints=self.keypoints, faces=self.faces,
-                               keypoint_indices=self.keypoint_indices)
+                               keypoint_indices=self.keypoint_indices, **extra)
 
     def summary(self) -> dict:
         return dict(frame=self.frame, iterations=self.iterations, vertices=int(self.vertices.shape[1]),
@@ -134,6 +142,7 @@ class PreparedView:
     pose: object = None  # HeadPose from PnP (head frame -> this camera), when landmarks exist
     face_crop: np.ndarray | None = None  # (3, 112, 112) uint8 crop of the "image" prior (model/identity_cnn.py),
                                          # when that prior is on and MediaPipe's 478 points are known
+    points478: np.ndarray | None = None  # (478, 3) MediaPipe points in the original photo's pixels, when known
 
 
 def _as_rgb(img, where) -> np.ndarray:
@@ -314,6 +323,7 @@ class Reconstructor:
                     notes.append(f"{names[i]}: {e}; using the whole photo")
             views.append(prepare_view(imgs[i], ms[i], cams[i], lms[i], self.cfg.arch.image_size, names[i], crop))
             views[-1].pose = pose
+            views[-1].points478 = p478s[i]
             if self.cfg.inference.vertex_prior == "image" and p478s[i] is not None:
                 views[-1].face_crop = face_crop(imgs[i], p478s[i])
         return views, cams, notes
@@ -405,7 +415,9 @@ class Reconstructor:
                               self.template.keypoint_indices(arch.num_keypoints), cams_used,
                               "world" if world else "camera", timings,
                               info=dict(model=self.source, config=self.cfg.name, device=str(self.device),
-                                        seed=int(o.seed), clip=clip, views=len(views), notes=notes))
+                                        seed=int(o.seed), clip=clip, views=len(views), notes=notes),
+                              landmarks478=[v.points478 for v in views],
+                              cameras_estimated=cameras is None and len(views) > 1)
 
     def _image_shape(self, views: list, notes: list) -> torch.Tensor | None:
         """(1, M) identity weights of the ``"image"`` prior: the identity CNN's prediction from the

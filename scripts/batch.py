@@ -81,6 +81,9 @@ def main(argv):
     ap.add_argument("--texture", type=int, default=2048, help="photo texture size (0: none)")
     ap.add_argument("--no-arkit", action="store_true", help="skip the 52 ARKit shape keys")
     ap.add_argument("--neutral", action="store_true", help="remove the estimated expression from the rest shape")
+    ap.add_argument("--fit", action=argparse.BooleanOptionalAction, default=True,
+                    help="fit each face to its photos' evidence after the descent (default: on)")
+    ap.add_argument("--fit-iterations", type=int, default=10, help="iterations of that fit (default 10)")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
     use_checkout()
@@ -144,7 +147,8 @@ def main(argv):
                         if str(a.texture) not in ("1024", "2048", "4096"):
                             raise ValueError(f"--texture {a.texture}: choose 1024, 2048 or 4096 (or 0)")
                         s.texture_size = str(a.texture)
-                    s.arkit_shapes, s.neutral = not a.no_arkit, a.neutral
+                    s.arkit_shapes, s.neutral, s.fit_to_photos = not a.no_arkit, a.neutral, a.fit
+                    s.fit_iterations = a.fit_iterations
                     for p in photos:
                         s.photos.add().filepath = str(Path(p).resolve())
                     job = ops.gather(bpy.context, loaded=loaded)

@@ -37,14 +37,17 @@ class Extras:
     """Optional products of a reconstruction, computed off the UI thread (see ``ops.Job``).
 
     Attributes:
-        final_vertices: (V, 3) the face's rest shape in the result's frame (the reconstruction,
-            or its neutralised version); None: the last descent step.
+        final_vertices: (V, 3) the face's rest shape in the result's frame when it is not the
+            last step (the neutralised face); None: the last step.
+        fit_steps: (F, V, 3) the fitting stage's steps after the descent's, in the result's
+            frame (keyed after them as ``fit_01`` …), or None.
         texture: (S, S, 3) uint8 sRGB baked photo texture (row 0 = top), or None.
         arkit: ARKit name -> (V, 3) offsets in the result's frame, or None.
         expression: ICT name -> weight removed by the neutral option, or None.
     """
 
     final_vertices: np.ndarray | None = None
+    fit_steps: np.ndarray | None = None
     texture: np.ndarray | None = None
     arkit: dict | None = None
     expression: dict | None = None
@@ -83,18 +86,20 @@ def _remove(created: dict) -> None:
 
 def _write(scene, result, photos, M, name, with_keypoints, keyframe_descent, fps, with_cameras, smooth, extras,
            created):
-    V = result.vertices
-    T = V.shape[0] - 1
-    rest = V[-1] if extras.final_vertices is None else extras.final_vertices
+    fit = [] if extras.fit_steps is None else list(extras.fit_steps)
+    shapes = [(f"step_{s:02d}", v) for s, v in enumerate(result.vertices)] + [
+        (f"fit_{k + 1:02d}", v) for k, v in enumerate(fit)]  # every keyed shape, in timeline order
+    T = result.vertices.shape[0] - 1
+    rest = shapes[-1][1] if extras.final_vertices is None else extras.final_vertices
     col = bpy.data.collections.new("GLVD Reconstruction")
     created["collections"].append(col)
     scene.collection.children.link(col)
 
-    world_steps = [to_world(M, V[s]) for s in range(T + 1)] + [to_world(M, rest)]
+    world_steps = [to_world(M, v) for _, v in shapes] + [to_world(M, rest)]
     origin, q = grid_origin_and_step(np.stack(world_steps))
     final = on_grid(world_steps[-1], origin, q)
     face = add_face_mesh(col, name, final, result.faces, result.uvs, origin, smooth, created)
-    face["glvd"] = dict(frame=result.frame, iterations=T, model=str(result.info.get("model", "")),
+    face["glvd"] = dict(frame=result.frame, iterations=T, fit_iterations=len(fit), model=str(result.info.get("model", "")),
                         seed=int(result.info.get("seed", 0)), neutral=extras.final_vertices is not None)
     face["glvd_grid"] = dict(origin=origin.tolist(), step=q)
     if extras.expression:
@@ -109,8 +114,8 @@ def _write(scene, result, photos, M, name, with_keypoints, keyframe_descent, fps
     if extras.arkit:
         add_arkit_keys(face, final, extras.arkit, M[:3, :3])
     if keyed:
-        end = add_step_keys(scene, face, [on_grid(world_steps[s], origin, q) for s in range(T + 1)], start, fps,
-                            extras.final_vertices is not None, created)
+        end = add_step_keys(scene, face, [(n, on_grid(world_steps[k], origin, q)) for k, (n, _) in enumerate(shapes)],
+                            start, fps, extras.final_vertices is not None, created)
     if with_keypoints:
         add_keypoints(col, face, result.keypoints, result.keypoint_indices, M, origin, start, fps, keyframe_descent,
                       created)

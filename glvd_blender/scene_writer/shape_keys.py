@@ -1,5 +1,6 @@
 """Shape keys on the face: the ARKit expression keys and the descent's steps, keyed on the
-timeline (``step_00`` … ``step_T``, one every ``frames_per_step`` frames)."""
+timeline (``step_00`` … ``step_T``, then the fit's ``fit_01`` …, one every ``frames_per_step``
+frames)."""
 
 from __future__ import annotations
 
@@ -40,20 +41,21 @@ def add_arkit_keys(face: bpy.types.Object, rest_local: np.ndarray, arkit: dict, 
         kb.value = 0.0  # keys added from Python start at 1
 
 
-def add_step_keys(scene: bpy.types.Scene, face: bpy.types.Object, steps_local: list, start: int, frames_per_step: int,
-                  rest_follows: bool, created: dict) -> int:
-    """``step_00`` … ``step_T`` from the (V, 3) object-local shapes ``steps_local``, each relative
-    to the rest shape and keyed 1 on its own frame, 0 on its neighbours': frame ``start + s *
-    frames_per_step`` shows step s exactly, linear blends in between. ``rest_follows``: the rest
-    shape (e.g. the neutralised face) differs from the last step and shows one step after it.
-    Extends the scene's end frame to cover them; returns the last frame."""
-    T = len(steps_local) - 1
+def add_step_keys(scene: bpy.types.Scene, face: bpy.types.Object, shapes: list[tuple[str, np.ndarray]], start: int,
+                  frames_per_step: int, rest_follows: bool, created: dict) -> int:
+    """One key per (name, (V, 3) object-local shape) in ``shapes`` (``step_00`` … then
+    ``fit_01`` …), each relative to the rest shape and keyed 1 on its own frame, 0 on its
+    neighbours': frame ``start + k * frames_per_step`` shows shape k exactly, linear blends in
+    between. ``rest_follows``: the rest shape (e.g. the neutralised face) differs from the last
+    shape and shows one step after it. Extends the scene's end frame to cover them; returns the
+    last frame."""
+    T = len(shapes) - 1
     key = face.data.shape_keys
-    for s in range(T + 1):
-        kb = face.shape_key_add(name=f"step_{s:02d}", from_mix=False)
-        kb.data.foreach_set("co", steps_local[s].ravel())
-    for s in range(T + 1):
-        kb = key.key_blocks[f"step_{s:02d}"]
+    for name, co in shapes:
+        kb = face.shape_key_add(name=name, from_mix=False)
+        kb.data.foreach_set("co", co.ravel())
+    for s, (name, _) in enumerate(shapes):
+        kb = key.key_blocks[name]
         fv = [(start + s * frames_per_step, 1.0)]
         if s > 0:
             fv.append((start + (s - 1) * frames_per_step, 0.0))

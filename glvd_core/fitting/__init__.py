@@ -1,0 +1,7 @@
+"""The fitting stage after the descent (numpy only): :func:`fit_to_photos` moves the result toward
+the evidence in the user's photos; :class:`FitOptions` says how."""
+
+from .options import FitOptions
+from .solve import FitResult, ViewEvidence, fit_to_photos
+
+__all__ = ["FitOptions", "FitResult", "ViewEvidence", "fit_to_photos"]

@@ -1,0 +1,164 @@
+"""The fitting stage after the descent: it moves a face toward the evidence in its photos, keeps
+a wrong view from dragging it away, and never loses the descent's result."""
+import numpy as np
+import pytest
+
+from glvd_core.cameras import Camera
+from glvd_core.evaluate import chamfer_mm
+from glvd_core.expression.shape_space import identity_modes
+from glvd_core.fitting import FitOptions, ViewEvidence, fit_to_photos
+from glvd_core.fitting.dense_points import load_dense_points
+from glvd_core.render.raster import rasterize
+
+
+def _look_at(yaw_deg: float, dist: float = 1.0) -> Camera:
+    """A 256 px camera at ``dist`` metres from the head centre, turned ``yaw_deg`` about y (ICT
+    axes: y up, face along +z), OpenCV axes."""
+    a = np.radians(yaw_deg)
+    c = np.array([np.sin(a), 0.0, np.cos(a)]) * dist
+    z = -c / np.linalg.norm(c)
+    x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, -y, z])
+    R[1] = np.cross(R[2], R[0])
+    return Camera(R, -R @ c, [[900.0, 0, 127.5], [0, 900.0, 127.5], [0, 0, 1]], 256, 256)
+
+
+def _evidence(template, truth, cams):
+    dense = load_dense_points(template)
+    out = []
+    for c in cams:
+        pts = np.concatenate([c.project(dense.at(truth)), np.zeros((478, 1))], 1)
+        mask = rasterize(c.world_to_camera(truth), template.faces, c.K, 256, 256).coverage.astype(np.uint8) * 255
+        out.append(ViewEvidence(c, pts, mask))
+    return out
+
+
+@pytest.fixture(scope="module")
+def head(template):
+    """A head 1.5 standard deviations from the mean along a few identity modes, centred."""
+    rng = np.random.default_rng(5)
+    w = np.zeros(100)
+    w[:8] = rng.choice([-1.5, 1.5], 8)
+    truth = template.vertices_m + np.tensordot(w, identity_modes(template), 1)
+    return truth - template.vertices_m.mean(0)
+
+
+def test_the_fit_recovers_a_known_head_from_its_own_renders(template, head):
+    """Three views of a known head (its exact points and outline): starting from the mean face,
+    the fit ends near the truth, each iteration kept."""
+    cams = [_look_at(y) for y in (0, 35, -35)]
+    start = (template.vertices_m - template.vertices_m.mean(0)).astype(np.float32)
+    before = chamfer_mm(head, start, template, align=True)[0]
+    f = fit_to_photos(template, start, _evidence(template, head, cams), FitOptions(identity_prior=1.0), False)
+    after = chamfer_mm(head, f.steps[-1], template, align=True)[0]
+    assert len(f.steps) >= 3 and not f.notes
+    assert after < 0.45 * before, (before, after)
+    errors = [chamfer_mm(head, s, template, align=True)[0] for s in f.steps]
+    assert max(errors) < 0.6 * before  # every kept step is nearer the truth than the start
+    points = fit_to_photos(template, start, _evidence(template, head, cams), FitOptions(outline=False, identity_prior=1.0))
+    assert chamfer_mm(head, points.steps[-1], template, align=True)[0] < 0.45 * before
+    # the outline alone pulls the silhouette onto the masks (it says little about the face inside)
+    ev = _evidence(template, head, cams)
+    outline = fit_to_photos(template, start, ev, FitOptions(points=False, identity_prior=1.0))
+    assert _outline_gap_px(template, outline.steps[-1], ev) < 0.5 * _outline_gap_px(template, start, ev)
+
+
+def _outline_gap_px(template, V, evidence):
+    """Mean distance (pixels) of the mesh's outer contour to the masks' outlines, over the views."""
+    from glvd_core.fitting.outline import MaskOutline, contour_vertices
+
+    gaps = []
+    for e in evidence:
+        ids = contour_vertices(np.asarray(V, np.float64), template, e.camera)
+        gaps.append(np.abs(MaskOutline(e.mask).sample(e.camera.project(V[ids]))[0]).mean())
+    return float(np.mean(gaps))
+
+
+def test_a_wrong_camera_is_named_and_does_not_drag_the_face_away(template, head):
+    """Three photos, the third with a camera 34 degrees and 5 cm off: a note names it, and the
+    face stays about as near the truth as from the two good photos alone."""
+    cams = [_look_at(y) for y in (0, 35, -35)]
+    ev = _evidence(template, head, cams)
+    wrong = _look_at(-35)
+    turn = np.array([[np.cos(0.6), 0, np.sin(0.6)], [0, 1, 0], [-np.sin(0.6), 0, np.cos(0.6)]])  # 34 degrees off
+    ev[2] = ViewEvidence(Camera(turn @ wrong.R, wrong.t + [0.05, 0, 0], wrong.K, 256, 256), ev[2].points478, None)
+    start = (template.vertices_m - template.vertices_m.mean(0)).astype(np.float32)
+    good = fit_to_photos(template, start, ev[:2], FitOptions(identity_prior=1.0, outline=False), False)
+    bad = fit_to_photos(template, start, ev, FitOptions(identity_prior=1.0, outline=False), False)
+    assert any("photo 3 disagrees" in n for n in bad.notes), bad.notes
+    assert bad.view_residuals[2] > 3 * max(bad.view_residuals[:2])
+    e_good, e_bad = (chamfer_mm(head, f.steps[-1], template, align=True)[0] for f in (good, bad))
+    assert e_bad < 1.3 * e_good + 0.1, (e_good, e_bad)
+
+
+def test_the_fit_falls_back_to_the_descent_with_a_note_never_a_crash(template, head):
+    cams = [_look_at(0)]
+    start = (template.vertices_m - template.vertices_m.mean(0)).astype(np.float32)
+    ev = _evidence(template, head, cams)
+    bad_points = [ViewEvidence(cams[0], np.full((478, 3), np.nan), None)]
+    for evidence, opts, says in (
+            (bad_points, FitOptions(), "finite MediaPipe points"),
+            (ev, FitOptions(max_move_m=1e-5), "changed the face's shape"),
+            ([ViewEvidence(cams[0], None, None)], FitOptions(), "no view has MediaPipe points")):
+        f = fit_to_photos(template, start, evidence, opts, False)
+        assert f.fell_back and len(f.steps) == 0 and any(says in n for n in f.notes), f.notes
+    assert not fit_to_photos(template, start, ev, FitOptions(iterations=0)).notes
+
+
+def test_fit_options_refuse_nonsense():
+    for bad in (dict(iterations=-1), dict(robust="huber"), dict(identity_prior=0), dict(outline_sigma=float("nan")),
+                dict(points=False, outline=False)):
+        with pytest.raises(ValueError):
+            FitOptions(**bad)
+
+
+def test_the_cli_fits_by_default_keeps_the_fit_steps_and_can_skip_them(tmp_path):
+    """reconstruct: the written mesh is the fit's last step and the trajectory holds the fit's
+    steps after the descent's; --no-fit writes the descent's last step, as before the fit existed."""
+    from glvd_core.cli import main
+    from glvd_core.io import read_obj
+
+    from pathlib import Path
+
+    photo = Path(__file__).resolve().parent.parent / "docs" / "examples" / "grace_hopper.jpg"
+    args = ["reconstruct", str(photo), "--device", "cpu"]
+    assert main(args + ["--output", str(tmp_path / "fit.obj"), "--trajectory", str(tmp_path / "fit.npz"),
+                        "--fit-iterations", "4"]) == 0
+    t = np.load(tmp_path / "fit.npz")
+    assert 1 <= len(t["fit_vertices"]) <= 4 and t["vertices"].shape[1:] == t["fit_vertices"].shape[1:]
+    np.testing.assert_allclose(read_obj(tmp_path / "fit.obj")[0], t["fit_vertices"][-1], atol=1e-5)
+    assert main(args + ["--output", str(tmp_path / "descent.obj"), "--trajectory", str(tmp_path / "descent.npz"),
+                        "--no-fit"]) == 0
+    d = np.load(tmp_path / "descent.npz")
+    assert "fit_vertices" not in d
+    np.testing.assert_array_equal(d["vertices"], t["vertices"])  # the fit comes after; the descent is unchanged
+    np.testing.assert_allclose(read_obj(tmp_path / "descent.obj")[0], d["vertices"][-1], atol=1e-5)
+
+
+def test_the_fit_runs_without_torch():
+    """The artist runtime may have no torch (Linux, Python 3.13): the fitting stage is numpy only."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import sys
+import numpy as np
+from glvd_core.cameras import Camera
+from glvd_core.fitting import ViewEvidence, fit_to_photos
+from glvd_core.fitting.dense_points import load_dense_points
+from glvd_core.template import load_template
+tpl = load_template()
+X = (tpl.vertices_m - tpl.vertices_m.mean(0)) @ np.diag([1.0, -1.0, -1.0]) + [0, 0, 0.6]  # facing the camera
+cam = Camera(np.eye(3), np.zeros(3), [[900, 0, 128], [0, 900, 128], [0, 0, 1]], 256, 256)
+pts = cam.project(load_dense_points(tpl).at(X)) + 0.5
+f = fit_to_photos(tpl, X, [ViewEvidence(cam, pts)])
+assert len(f.steps) > 0, f.notes
+assert "torch" not in sys.modules, "the fit imported torch"
+print("ok")
+"""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
