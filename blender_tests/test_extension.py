@@ -78,6 +78,7 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     add_photo(synthetic_photo.path / "view_00.png")
     s = bpy.context.scene.glvd
     s.frames_per_step = 3
+    s.fit_to_photos = True
     job = ops.gather(bpy.context)
     job.run()
     assert job.error is None
@@ -92,12 +93,13 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
         world = scene_writer.to_world(M, job.result.reconstruction.vertices[step])
         stored = scene_writer.local_coordinates(face, M, job.result.reconstruction.vertices[step])
         np.testing.assert_array_equal(scene_writer.evaluated_coordinates(face), stored)  # bit for bit
-        np.testing.assert_allclose(stored + origin, world, atol=1e-7)  # the grid costs < 0.1 µm
+        np.testing.assert_allclose(stored + origin, world, atol=5e-7)  # the grid costs < 0.5 µm
         kp = scene_writer.to_world(M, job.result.reconstruction.keypoints[step])
         np.testing.assert_allclose(np.array([e.matrix_world.translation for e in empties]), kp, atol=1e-6)
     # the fit's iterations follow the descent's steps as fit_01, fit_02, ..., the last one the rest shape
     T = job.result.reconstruction.iterations
     fit = job.result.fit.steps
+    assert len(fit) > 0, job.result.notes
     keys = face.data.shape_keys.key_blocks
     assert [k.name for k in keys if k.name.startswith("fit_")] == [f"fit_{k + 1:02d}" for k in range(len(fit))]
     for k in range(len(fit)):
@@ -124,12 +126,12 @@ def test_timeline_replays_the_descent_bit_for_bit(addon, synthetic_photo):
     np.testing.assert_allclose(bl, expected, atol=1e-4)
 
 
-def test_fit_to_photos_can_be_turned_off(addon, synthetic_photo):
-    """Without "Fit to Photos" the face is the descent's last step and has no fit keys."""
+def test_without_fit_to_photos_the_face_is_the_descents_last_step(addon, synthetic_photo):
+    """"Fit to Photos" is off by default: the face is the descent's last step, no fit keys."""
     from glvd_blender import ops
 
     add_photo(synthetic_photo.path / "view_00.png")
-    bpy.context.scene.glvd.fit_to_photos = False
+    assert bpy.context.scene.glvd.fit_to_photos is False
     job = ops.gather(bpy.context)
     assert job.options.fit is None
     job.run()

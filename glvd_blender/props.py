@@ -28,7 +28,7 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
                                subtype="FILE_PATH", default="")
     fit_to_photos: BoolProperty(name="Fit to Photos", description="After the descent, fit the face to the evidence "
                                 "in the photos (MediaPipe's 478 points, all views); its iterations are keyed after "
-                                "the descent's as fit_01, fit_02, ...", default=True)
+                                "the descent's as fit_01, fit_02, ...", default=False)
     fit_iterations: IntProperty(name="Fit Iterations", description="Iterations of the fit to the photos, each kept "
                                 "as a shape key", default=10, min=1, max=100)
     add_keypoints: BoolProperty(name="Keypoint Empties", default=True)

@@ -89,12 +89,13 @@ def _train(a) -> int:
     return 0
 
 
-def add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    """--fit/--no-fit and --fit-iterations (reconstruct, batch, bench)."""
+def add_fit_arguments(p: argparse.ArgumentParser, default: bool = False) -> None:
+    """--fit/--no-fit and --fit-iterations (reconstruct, evaluate, bench; batch.py has its own)."""
     from .fitting import FitOptions
 
-    p.add_argument("--fit", action=argparse.BooleanOptionalAction, default=True,
-                   help="fit the result to the photos' evidence after the descent (default: on)")
+    p.add_argument("--fit", action=argparse.BooleanOptionalAction, default=default,
+                   help="fit the result to the photos' evidence after the descent: MediaPipe's points and the "
+                        f"masks' outlines (default: {'on' if default else 'off'}; docs/RESULTS.md)")
     p.add_argument("--fit-iterations", type=int, default=FitOptions.iterations, metavar="N",
                    help=f"iterations of the fit, each kept as a step (default {FitOptions.iterations})")
 
@@ -312,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", default=None, help="per-vertex error heatmap PNG")
     p.add_argument("--oracle-landmarks", action="store_true", help="projected GT landmarks instead of the detector")
     p.add_argument("--per-step", action="store_true", help="also report the aligned Chamfer after every step")
-    add_fit_arguments(p)
+    add_fit_arguments(p, default=True)
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE",
                    help="inference settings of the GLVD model, e.g. iterations=8 keypoint_warmup=3 vertex_prior=keypoints")
     p.add_argument("--json", default=None)
@@ -338,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", default=None)
-    add_fit_arguments(p)
+    add_fit_arguments(p, default=True)
     p.set_defaults(func=lambda a: __import__("glvd_core.bench", fromlist=["main_bench"]).main_bench(a))
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     p.add_argument("--out", default="runs/demo")

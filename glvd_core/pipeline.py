@@ -30,14 +30,15 @@ class PipelineOptions:
     Attributes:
         reconstruct: the descent's per-call settings (steps, clip, seed, field of view, detection).
         fit: the fitting stage after the descent (:class:`~glvd_core.fitting.FitOptions`), or
-            None to keep the descent's result.
+            None (the default) to keep the descent's result: it helps several synthetic views
+            with masks and makes the real scan worse (docs/RESULTS.md), so it is a choice.
         texture_size: side of the photo texture in pixels, 64..8192 (0: no texture).
         neutral: remove the expression estimated on the photos from the rest shape.
         arkit: make the 52 ARKit shape offsets for the rest shape.
     """
 
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
-    fit: FitOptions | None = field(default_factory=FitOptions)
+    fit: FitOptions | None = None
     texture_size: int = 0
     neutral: bool = False
     arkit: bool = False

@@ -81,8 +81,8 @@ def main(argv):
     ap.add_argument("--texture", type=int, default=2048, help="photo texture size (0: none)")
     ap.add_argument("--no-arkit", action="store_true", help="skip the 52 ARKit shape keys")
     ap.add_argument("--neutral", action="store_true", help="remove the estimated expression from the rest shape")
-    ap.add_argument("--fit", action=argparse.BooleanOptionalAction, default=True,
-                    help="fit each face to its photos' evidence after the descent (default: on)")
+    ap.add_argument("--fit", action=argparse.BooleanOptionalAction, default=False,
+                    help="fit each face to its photos' evidence after the descent (default: off; docs/RESULTS.md)")
     ap.add_argument("--fit-iterations", type=int, default=10, help="iterations of that fit (default 10)")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]

@@ -77,11 +77,12 @@ def fit_figure(photo, out):
     """The photo with the descent's mesh and with the fitted mesh drawn over it, and both shaded
     from 45 degrees to the side: what the fitting stage changes on a real photo."""
     from glvd_core import Reconstructor
+    from glvd_core.fitting import FitOptions
     from glvd_core.pipeline import PipelineOptions, load_inputs, run
 
     rec = Reconstructor.from_pretrained()
     inputs = load_inputs([photo])
-    res = run(rec, inputs, PipelineOptions())
+    res = run(rec, inputs, PipelineOptions(fit=FitOptions()))
     r = res.reconstruction
     cam = r.cameras[0]
     panels = []

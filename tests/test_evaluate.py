@@ -175,12 +175,15 @@ def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path, capsys):
                "--per-step", "--device", "cpu", "--max-scenes", "1"])
     assert rc == 0
     res = json.loads(out.read_text())
-    assert set(res["table"]) == {"GLVD", "LVD (no keypoints)", "mean template", "3DMM landmark fit"}
+    # evaluate measures the fitting stage by default: a "GLVD + fit to photos" row beside the descent's
+    assert set(res["table"]) == {"GLVD", "LVD (no keypoints)", "GLVD + fit to photos", "mean template",
+                                 "3DMM landmark fit"}
     assert res["table"]["GLVD"]["scenes"] == 1 and len(res["per_step_aligned_mm"]["GLVD"]) == 11
     # per-scene errors, named, and every other method paired against GLVD on them
     per = res["per_scene_aligned_mm"]
     assert per["scenes"] == ["scene_00000"] and per["GLVD"] == [res["table"]["GLVD"]["chamfer_aligned_mm"]]
-    assert set(res["paired_aligned_mm"]) == {"LVD (no keypoints)", "mean template", "3DMM landmark fit"}
+    assert set(res["paired_aligned_mm"]) == {"LVD (no keypoints)", "GLVD + fit to photos", "mean template",
+                                             "3DMM landmark fit"}
     assert res["paired_aligned_mm"]["LVD (no keypoints)"]["mean_mm"] == 0.0  # the same weights
     printed = capsys.readouterr().out
     assert "95% interval" in printed and "GLVD vs mean template" in printed
@@ -195,8 +198,9 @@ def test_evaluate_cli_prints_the_table(tiny_dataset, tmp_path, capsys):
     # --set changes inference settings of the trained model (here: 3 steps, the keypoint prior) ...
     rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--views", "1", "--oracle-landmarks",
                "--json", str(out), "--per-step", "--device", "cpu", "--max-scenes", "1",
-               "--set", "iterations=3", "vertex_prior=keypoints"])
+               "--set", "iterations=3", "vertex_prior=keypoints", "--no-fit"])
     assert rc == 0 and len(json.loads(out.read_text())["per_step_aligned_mm"]["GLVD"]) == 4
+    assert "GLVD + fit to photos" not in json.loads(out.read_text())["table"]
     # ... and nothing that would need other weights
     rc = main(["evaluate", "--data", str(tiny_dataset), "--weights", str(model), "--device", "cpu", "--set", "hidden_v=32"])
     assert rc != 0 and "cannot override hidden_v" in capsys.readouterr().err

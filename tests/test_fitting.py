@@ -114,9 +114,10 @@ def test_fit_options_refuse_nonsense():
             FitOptions(**bad)
 
 
-def test_the_cli_fits_by_default_keeps_the_fit_steps_and_can_skip_them(tmp_path):
-    """reconstruct: the written mesh is the fit's last step and the trajectory holds the fit's
-    steps after the descent's; --no-fit writes the descent's last step, as before the fit existed."""
+def test_the_cli_fit_keeps_its_steps_and_without_it_the_descent_is_untouched(tmp_path):
+    """reconstruct --fit: the written mesh is the fit's last step and the trajectory holds the
+    fit's steps after the descent's; without it (the default) the descent's last step is written,
+    as before the fit existed."""
     from glvd_core.cli import main
     from glvd_core.io import read_obj
 
@@ -125,12 +126,11 @@ def test_the_cli_fits_by_default_keeps_the_fit_steps_and_can_skip_them(tmp_path)
     photo = Path(__file__).resolve().parent.parent / "docs" / "examples" / "grace_hopper.jpg"
     args = ["reconstruct", str(photo), "--device", "cpu"]
     assert main(args + ["--output", str(tmp_path / "fit.obj"), "--trajectory", str(tmp_path / "fit.npz"),
-                        "--fit-iterations", "4"]) == 0
+                        "--fit", "--fit-iterations", "4"]) == 0
     t = np.load(tmp_path / "fit.npz")
     assert 1 <= len(t["fit_vertices"]) <= 4 and t["vertices"].shape[1:] == t["fit_vertices"].shape[1:]
     np.testing.assert_allclose(read_obj(tmp_path / "fit.obj")[0], t["fit_vertices"][-1], atol=1e-5)
-    assert main(args + ["--output", str(tmp_path / "descent.obj"), "--trajectory", str(tmp_path / "descent.npz"),
-                        "--no-fit"]) == 0
+    assert main(args + ["--output", str(tmp_path / "descent.obj"), "--trajectory", str(tmp_path / "descent.npz")]) == 0
     d = np.load(tmp_path / "descent.npz")
     assert "fit_vertices" not in d
     np.testing.assert_array_equal(d["vertices"], t["vertices"])  # the fit comes after; the descent is unchanged
