@@ -23,20 +23,14 @@ sys.path.insert(0, str(ROOT))
 
 def collect(root: Path):
     """(projected GT vertices (N, V, 2), detections (N, 478, 2), face sizes (N,)) of detected views."""
-    from glvd_core.cameras import load_cameras
+    from glvd_core.data.landmarks import detected_views
     from glvd_core.fitting.dense_points import face_size_px
 
     P, D, S = [], [], []
-    for sd in sorted(root.glob("scene_*")):
-        with np.load(sd / "landmarks_detected.npz") as z:
-            ok, l478 = z["ok"], z["landmarks478"]
-        with np.load(sd / "gt.npz") as g:
-            V = g["vertices_m"]
-        for v, cam in enumerate(load_cameras(sd / "cameras.json")[0]):
-            if ok[v]:
-                P.append(cam.project(V))
-                D.append(l478[v, :, :2])
-                S.append(face_size_px(l478[v]))
+    for cam, V, l478, _, _ in detected_views(root):
+        P.append(cam.project(V))
+        D.append(l478[:, :2])
+        S.append(face_size_px(l478))
     return np.array(P), np.array(D, np.float64), np.array(S)
 
 

@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -49,3 +48,28 @@ def load_script():
         return mod
 
     return load
+
+
+@pytest.fixture
+def network_inputs():
+    """``network_inputs(rec, views)``: see :func:`_network_inputs`."""
+    return _network_inputs
+
+
+def _network_inputs(rec, views):
+    """The descent's tensors for one prepared view: (frame, images, masks, heatmaps, A, b, K), as
+    ``Reconstructor.reconstruct`` builds them (for tests that run the model by hand)."""
+    import torch
+
+    from glvd_core.model.frame import make_frame
+    from glvd_core.model.glvd import landmark_heatmaps
+
+    cfg = rec.cfg
+    fr = make_frame([v.camera for v in views], cfg.arch.frame_scale_m, cfg.arch.head_extent_m, cfg.arch.nominal_fill)
+    img = torch.as_tensor(views[0].image).permute(2, 0, 1)[None, None].float() / 255
+    msk = torch.as_tensor(views[0].mask)[None, None, None].float() / 255
+    hm = landmark_heatmaps(torch.as_tensor(views[0].landmarks, dtype=torch.float32)[None, None],
+                           torch.ones(1, 1, 68, dtype=torch.bool), cfg.arch.image_size, cfg.arch.feature_size,
+                           cfg.arch.heatmap_sigma_px)
+    A, b, K = (torch.as_tensor(x, dtype=torch.float32)[None] for x in (fr.A, fr.b, fr.K))
+    return fr, img, msk, hm, A, b, K

@@ -251,12 +251,11 @@ def test_cached_detector_landmarks_follow_every_augmentation(tiny_dataset, tmp_p
 
 
 @pytest.mark.parametrize("prior", ["none", "keypoints", "image"])
-def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset, prior):
+def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_dataset, prior, network_inputs):
     """The fast path (diagonal gather, cached weights) matches the naive full-output step within 1e-4 m,
     with and without the keypoint-posed template prior ("image" without a face crop: the mean shape)."""
     from glvd_core.bench import full_output_step
     from glvd_core.data import GLVDDataset
-    from glvd_core.model.frame import make_frame
 
     s = GLVDDataset(tiny_dataset)[0]
     rec = untrained if prior == "none" else Reconstructor.untrained(get_config("tiny", vertex_prior=prior), device="cpu")
@@ -264,16 +263,9 @@ def test_diagonal_descent_equals_the_full_output_reference(untrained, tiny_datas
     r = rec.reconstruct(s.images[:1], s.masks[:1], cameras=s.cameras[:1], landmarks=lm, options=ReconstructOptions(iterations=5, seed=2))
     views, cams, _ = rec.prepare(s.images[:1], s.masks[:1], s.cameras[:1], lm)
     cfg = rec.cfg
-    fr = make_frame([v.camera for v in views], cfg.arch.frame_scale_m, cfg.arch.head_extent_m, cfg.arch.nominal_fill)
-    img = torch.as_tensor(views[0].image).permute(2, 0, 1)[None, None].float() / 255
-    msk = torch.as_tensor(views[0].mask)[None, None, None].float() / 255
-    from glvd_core.model.glvd import landmark_heatmaps
-
-    hm = landmark_heatmaps(torch.as_tensor(views[0].landmarks, dtype=torch.float32)[None, None],
-                           torch.ones(1, 1, 68, dtype=torch.bool), cfg.arch.image_size, cfg.arch.feature_size, cfg.arch.heatmap_sigma_px)
+    fr, img, msk, hm, A, b, K = network_inputs(rec, views)
     with torch.no_grad():
         feats = rec.model.encode(img, msk, hm)
-        A, b, K = (torch.as_tensor(x, dtype=torch.float32)[None] for x in (fr.A, fr.b, fr.K))
         k = (torch.rand(1, cfg.arch.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.inference.kp_init_extent
         v = rec.model.vertex_init[None].clone()
         for _ in range(5):

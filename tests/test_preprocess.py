@@ -117,7 +117,7 @@ def test_crop_round_trip_maps_pixels_back_exactly(template):
 
 def test_head_crop_frames_like_the_data_engine(ict, template):
     """PnP crop of a render: about the size and place the data engine framed it."""
-    from glvd_core.data.synth import SceneConfig, render_model, sample_scene
+    from glvd_core.data.synth import SceneConfig, sample_scene
     from glvd_core.model.config import get_config
 
     cfg = get_config("paper")

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from glvd_core.cameras import CameraError, load_cameras
 from glvd_core.io import InputError, load_mask

@@ -5,14 +5,12 @@ import pytest
 import torch
 
 from glvd_core.model.config import get_config
-from glvd_core.model.frame import make_frame
-from glvd_core.model.glvd import landmark_heatmaps
 from glvd_core.reconstruct import ReconstructOptions, Reconstructor
 from research.static_descent.static_descent import StaticDescent
 
 
 @pytest.mark.parametrize("prior", ["none", "image"])
-def test_static_descent_runs_the_same_descent_as_reconstruct(tiny_dataset, prior):
+def test_static_descent_runs_the_same_descent_as_reconstruct(tiny_dataset, prior, network_inputs):
     from glvd_core.data import GLVDDataset
 
     s = GLVDDataset(tiny_dataset)[0]
@@ -22,13 +20,7 @@ def test_static_descent_runs_the_same_descent_as_reconstruct(tiny_dataset, prior
                         options=ReconstructOptions(iterations=5, seed=2))
     views, _, _ = rec.prepare(s.images[:1], s.masks[:1], s.cameras[:1], lm)
     cfg = rec.cfg
-    fr = make_frame([v.camera for v in views], cfg.arch.frame_scale_m, cfg.arch.head_extent_m, cfg.arch.nominal_fill)
-    img = torch.as_tensor(views[0].image).permute(2, 0, 1)[None, None].float() / 255
-    msk = torch.as_tensor(views[0].mask)[None, None, None].float() / 255
-    hm = landmark_heatmaps(torch.as_tensor(views[0].landmarks, dtype=torch.float32)[None, None],
-                           torch.ones(1, 1, 68, dtype=torch.bool), cfg.arch.image_size, cfg.arch.feature_size,
-                           cfg.arch.heatmap_sigma_px)
-    A, b, K = (torch.as_tensor(x, dtype=torch.float32)[None] for x in (fr.A, fr.b, fr.K))
+    fr, img, msk, hm, A, b, K = network_inputs(rec, views)
     k0 = (torch.rand(1, cfg.arch.num_keypoints, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1) * cfg.inference.kp_init_extent
     sd = StaticDescent(rec.model, 1, 1, iterations=5, graph=True)  # graph is ignored on a CPU
     try:

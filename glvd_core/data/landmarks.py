@@ -47,6 +47,21 @@ def cache_detected_landmarks(root: str | Path, progress: bool = True) -> dict:
     return dict(views=n, detected=ok, rate=ok / max(n, 1))
 
 
+def detected_views(root: str | Path, limit: int | None = None):
+    """Yield (camera, GT vertices (V, 3) world metres, detected 478 points (478, 3) pixels, scene
+    dir, view index) for every view of a dataset whose detection cache found a face."""
+    from ..cameras import load_cameras
+
+    for sd in sorted(Path(root).glob("scene_*"))[:limit]:
+        with np.load(sd / CACHE) as z:
+            ok, l478 = z["ok"], z["landmarks478"]
+        with np.load(sd / "gt.npz") as g:
+            V = g["vertices_m"]
+        for v, cam in enumerate(load_cameras(sd / "cameras.json")[0]):
+            if ok[v]:
+                yield cam, V, l478[v], sd, v
+
+
 def load_detected(scene_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(landmarks68 (V, 68, 2) pixels, ok (V,) bool) of a scene's cache, or None without one."""
     p = scene_dir / CACHE

@@ -90,16 +90,10 @@ def jittered(p: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 def _views(root: Path, limit=None):
     """(projected template vertices (V, 2), detected 478 points (478, 2)) of each detected view."""
-    from ..cameras import load_cameras
+    from ..data.landmarks import detected_views
 
-    for sd in sorted(root.glob("scene_*"))[:limit]:
-        with np.load(sd / "landmarks_detected.npz") as z:
-            ok, l478 = z["ok"], z["landmarks478"]
-        with np.load(sd / "gt.npz") as g:
-            V = g["vertices_m"]
-        for v, cam in enumerate(load_cameras(sd / "cameras.json")[0]):
-            if ok[v]:
-                yield cam.project(V), l478[v, :, :2], sd, v
+    for cam, V, l478, sd, v in detected_views(root, limit):
+        yield cam.project(V), l478[:, :2], sd, v
 
 
 def prepare(a: argparse.Namespace) -> None:

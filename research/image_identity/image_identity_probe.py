@@ -32,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -42,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, mirror_batch,  # noqa: E402
+from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, mirror_batch,  # noqa: E402
                                          mirror_weight_map, round_to_fp16, save_identity_cnn)
 from glvd_core.train.identity import shape_metric  # noqa: E402
-from research.lib import _mean_or_none, load_crops, read_identity, scan_truth, shape_cosine  # noqa: E402
+from research.lib import _mean_or_none, load_crops, read_identity, shape_cosine  # noqa: E402
 
 ORACLE_NOISE_M = 0.010  # the scan's "true direction": the shape-space oracle at 10 mm (scan_ceiling.py)
 
