@@ -111,6 +111,8 @@ def _reconstruct(a) -> int:
     import json
     from pathlib import Path
 
+    import numpy as np
+
     from .cameras import load_cameras
     from .io import atomic_write_bytes
     from .pipeline import PipelineOptions, load_inputs, run
@@ -125,6 +127,14 @@ def _reconstruct(a) -> int:
             if scale != 1:
                 raise ValueError(f"{path}: photos with cameras.json must be at most 2048 px (cameras are in their pixels)")
         inputs.cameras = cams
+    if a.pins:
+        from .fitting import Pin, load_pins
+        from .template import load_template
+
+        sizes = [(round(im.shape[1] / s), round(im.shape[0] / s)) for im, s in zip(inputs.images, inputs.scales)]
+        per_view = load_pins(a.pins, load_template(), sizes)
+        inputs.pins = [[Pin(p.vertices, p.bary, tuple((np.array(p.pixel) + 0.5) * s - 0.5)) for p in view]
+                       for view, s in zip(per_view, inputs.scales)]  # into the loaded photos' pixels
     options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect),
                               fit=fit_options(a), texture_size=a.texture, neutral=a.neutral)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
@@ -148,6 +158,9 @@ def _reconstruct(a) -> int:
         r.save_obj(a.output, vertices=res.final_vertices_m)
     if res.fit is not None and len(res.fit.steps):
         print(f"fit to photos: {len(res.fit.steps)} iterations, {res.fit.seconds:.2f} s")
+        for i, errs in enumerate(res.fit.pin_errors_px):
+            if errs:
+                print(f"pins on photo {i + 1}: " + ", ".join(f"{e:.1f}" for e in errs) + " px from their pixels")
     if a.trajectory:
         r.save_trajectory(a.trajectory, fit_vertices=None if res.fit is None else res.fit.steps)
     if a.json:
@@ -300,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bake the photos into a SIZE x SIZE texture: writes OUT.png and OUT.mtl beside the OBJ")
     p.add_argument("--neutral", action="store_true", help="remove the estimated expression from the written mesh")
     add_fit_arguments(p)
+    p.add_argument("--pins", default=None, metavar="PINS_JSON",
+                   help="pins: points of the face that belong at given pixels of the photos (schema: "
+                        "glvd_core/fitting/pins.py); they turn the fit on")
     p.set_defaults(func=_reconstruct)
     p = sub.add_parser("evaluate", help="Chamfer table on a dataset: GLVD, LVD ablation, mean template, 3DMM fit")
     p.add_argument("--data", required=True)

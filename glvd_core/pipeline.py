@@ -61,6 +61,8 @@ class Inputs:
         masks: (H, W) uint8 head masks per photo, or None when no photo has one.
         scales: per photo the factor its pixels were scaled by on loading (1: unchanged).
         cameras: calibrated cameras in the loaded photos' pixels, or None.
+        pins: per photo the artist's pins (:class:`~glvd_core.fitting.Pin`, loaded photos'
+            pixels), or None; pins turn the fitting stage on.
     """
 
     paths: list
@@ -69,6 +71,7 @@ class Inputs:
     masks: list | None
     scales: list
     cameras: list | None = None
+    pins: list | None = None
 
 
 @dataclass
@@ -149,13 +152,16 @@ def run(reconstructor: Reconstructor, inputs: Inputs, options: PipelineOptions |
     timings["descent"] = time.perf_counter() - t
     res = PipelineResult(r, r.final_vertices)
     shaped = r.final_vertices  # the shape before neutral: the fit's, else the descent's
-    if o.fit is not None:
+    pins = inputs.pins if inputs.pins and any(inputs.pins) else None
+    fit_options = o.fit if o.fit is not None or pins is None else FitOptions()  # pins need the fit
+    if fit_options is not None:
         from .fitting import ViewEvidence, fit_to_photos
 
         t = begin("fit")
         masks = inputs.masks or [None] * len(inputs.images)  # the user's masks: their outline is evidence
-        evidence = [ViewEvidence(c, p, m) for c, p, m in zip(r.cameras, r.landmarks478, masks)]
-        res.fit = fit_to_photos(tpl, r.final_vertices, evidence, o.fit, r.cameras_estimated)
+        evidence = [ViewEvidence(c, p, m, list(pins[i]) if pins else [])
+                    for i, (c, p, m) in enumerate(zip(r.cameras, r.landmarks478, masks))]
+        res.fit = fit_to_photos(tpl, r.final_vertices, evidence, fit_options, r.cameras_estimated)
         r.info.setdefault("notes", []).extend(res.fit.notes)
         if len(res.fit.steps):
             shaped = res.final_vertices_m = res.fit.steps[-1]

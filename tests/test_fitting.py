@@ -162,3 +162,41 @@ print("ok")
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_consistent_pins_pull_their_points_to_within_a_pixel(template, head):
+    """Ten pins at the true projections of points an artist would click (eye corners, nose tip,
+    mouth corners, chin, jaw) in two photos: after the fit every pin is within 1 px."""
+    from glvd_core.fitting import Pin
+
+    cams = [_look_at(0), _look_at(30)]
+    lm = template.landmarks68
+    picks = [int(lm[k]) for k in (36, 39, 42, 45, 30, 48, 54, 8, 4, 12)]
+    start = (template.vertices_m - template.vertices_m.mean(0)).astype(np.float32)
+    ev = [ViewEvidence(c, None, None, [Pin((v, v, v), (1.0, 0.0, 0.0), tuple(c.project(head[v:v + 1])[0]))
+                                       for v in picks]) for c in cams]
+    f = fit_to_photos(template, start, ev, FitOptions(identity_prior=1.0, iterations=20))
+    assert len(f.steps) and not f.notes
+    errors = np.concatenate([np.asarray(e) for e in f.pin_errors_px])
+    assert len(errors) == 20 and errors.max() < 1.0, errors
+    before = [np.linalg.norm(c.project(start[picks]) - c.project(head[picks]), axis=1).max() for c in cams]
+    assert min(before) > 5  # they had far to go
+
+
+def test_bad_pins_are_clear_errors_naming_the_entry(template):
+    from glvd_core.fitting import parse_pins
+    from glvd_core.io import InputError
+
+    sizes = [(640, 480)]
+    ok = parse_pins({"pins": [{"view": 0, "vertex": 5, "pixel": [10, 20]},
+                              {"view": 0, "triangle": 3, "bary": [0.2, 0.3, 0.5], "pixel": [0, 0]}]}, template, sizes)
+    assert len(ok[0]) == 2 and ok[0][1].vertices == tuple(int(i) for i in template.faces[3])
+    for bad, says in (({"pins": [{"view": 1, "vertex": 5, "pixel": [1, 1]}]}, "pin 0: view 1"),
+                      ({"pins": [{"view": 0, "vertex": 99999, "pixel": [1, 1]}]}, "vertex 99999"),
+                      ({"pins": [{"view": 0, "vertex": 5, "pixel": [float("nan"), 1]}]}, "pixel"),
+                      ({"pins": [{"view": 0, "vertex": 5, "pixel": [700, 1]}]}, "inside photo 0"),
+                      ({"pins": [{"view": 0, "triangle": 3, "bary": [0.5, 0.6, 0.1], "pixel": [1, 1]}]}, "bary"),
+                      ({"pins": [{"view": 0, "pixel": [1, 1]}]}, "either a vertex or a triangle"),
+                      ({"pinz": []}, "expected")):
+        with pytest.raises(InputError, match=says):
+            parse_pins(bad, template, sizes)

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .dataset import GLVDDataset, save_npz_deterministic
+
+if TYPE_CHECKING:
+    from ..cameras import Camera
 
 CACHE = "landmarks_detected.npz"
 
@@ -47,7 +52,8 @@ def cache_detected_landmarks(root: str | Path, progress: bool = True) -> dict:
     return dict(views=n, detected=ok, rate=ok / max(n, 1))
 
 
-def detected_views(root: str | Path, limit: int | None = None):
+def detected_views(root: str | Path,
+                   limit: int | None = None) -> Iterator[tuple[Camera, np.ndarray, np.ndarray, Path, int]]:
     """Yield (camera, GT vertices (V, 3) world metres, detected 478 points (478, 3) pixels, scene
     dir, view index) for every view of a dataset whose detection cache found a face."""
     from ..cameras import load_cameras

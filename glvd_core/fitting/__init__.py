@@ -2,6 +2,7 @@
 the evidence in the user's photos; :class:`FitOptions` says how."""
 
 from .options import FitOptions
+from .pins import Pin, load_pins, parse_pins
 from .solve import FitResult, ViewEvidence, fit_to_photos
 
-__all__ = ["FitOptions", "FitResult", "ViewEvidence", "fit_to_photos"]
+__all__ = ["FitOptions", "FitResult", "ViewEvidence", "fit_to_photos", "Pin", "load_pins", "parse_pins"]

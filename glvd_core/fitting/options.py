@@ -35,6 +35,8 @@ class FitOptions:
             is neck or clothes) or "head" (the whole contour, for masks of the head alone).
         outline_sigma: the outline's assumed noise, a fraction of the head's size in the mask.
         outline_weight: weight of each contour vertex's residual against a point's.
+        pin_sigma_px: how closely a pin is held to its pixel (its assumed noise, pixels; the
+            smaller, the more a pin outweighs the other evidence and the priors).
         robust: "cauchy" (a wrong point or view weighs little) or "l2".
         cauchy_scale: where the Cauchy loss starts to discount a residual, in spreads.
         scale_prior: precision of the prior keeping the head's scale (log) at the descent's
@@ -57,6 +59,7 @@ class FitOptions:
     outline_region: OutlineRegion = "face"
     outline_sigma: float = 0.01
     outline_weight: float = 1.0
+    pin_sigma_px: float = 0.5
     robust: Robust = "cauchy"
     cauchy_scale: float = 3.0
     scale_prior: float = 1e4
@@ -72,7 +75,7 @@ class FitOptions:
             raise ValueError(f"outline_region must be 'face' or 'head', not {self.outline_region!r}")
         if self.robust not in ("cauchy", "l2"):
             raise ValueError(f"robust must be 'cauchy' or 'l2', not {self.robust!r}")
-        for name in ("outline_sigma", "outline_weight", "identity_prior", "expression_prior", "noise_scale", "cauchy_scale", "scale_prior",
+        for name in ("pin_sigma_px", "outline_sigma", "outline_weight", "identity_prior", "expression_prior", "noise_scale", "cauchy_scale", "scale_prior",
                      "view_outlier_ratio", "max_move_m"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and v == v and v != float("inf")):

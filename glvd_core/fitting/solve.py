@@ -36,6 +36,7 @@ from ..render.raster import vertex_normals
 from ..template import Template
 from .dense_points import face_size_px, load_dense_points
 from .outline import MaskOutline, contour_vertices, face_outline_region
+from .pins import pin_arrays
 from .options import FitOptions
 
 
@@ -48,11 +49,14 @@ class ViewEvidence:
         points478: (478, >=2) MediaPipe points in the photo's pixels, or None (no detection).
         mask: (H, W) head mask in the photo's pixels (0 outside, >0 inside), or None: its
             outline is the outline term's evidence.
+        pins: the artist's pins on this photo (:mod:`.pins`), pulled to their pixels as far as
+            the shape space allows.
     """
 
     camera: Camera
     points478: np.ndarray | None = None
     mask: np.ndarray | None = None
+    pins: list = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class FitResult:
         identity: (100,) identity weights; expression: ICT name -> weight (empty when not fitted).
         cameras: the views' cameras after the fit (refined when they were estimated).
         view_residuals: per view, the median point residual in spreads (None: no points).
+        pin_errors_px: per view, each pin's remaining distance to its pixel after the fit.
         notes: what the fit did that a user should know (outlier views, fallback).
         seconds: wall time.
     """
@@ -71,6 +76,7 @@ class FitResult:
     expression: dict
     cameras: list
     view_residuals: list
+    pin_errors_px: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     seconds: float = 0.0
 
@@ -98,7 +104,8 @@ def fit_to_photos(template: Template, vertices_m: np.ndarray, views: list[ViewEv
     t0 = time.perf_counter()
     X0 = np.asarray(vertices_m, np.float64)
     cams = [v.camera for v in views]
-    usable = [i for i, v in enumerate(views) if (o.points and v.points478 is not None) or (o.outline and v.mask is not None)]
+    usable = [i for i, v in enumerate(views)
+              if (o.points and v.points478 is not None) or (o.outline and v.mask is not None) or v.pins]
     empty = FitResult(np.zeros((0,) + X0.shape, np.float32), np.zeros(0), {}, cams, [None] * len(views))
     if o.iterations == 0:
         return empty
@@ -131,6 +138,24 @@ class _Points:
         """(n, 2) projections -> residuals (n, 2) and d residual / d uv (n, 2, 2)."""
         r = (uv - self.obs) / self.sig[:, None]
         return r, np.eye(2)[None] / self.sig[:, None, None]
+
+
+class _Pins:
+    """The artist's pins in one view: residuals (uv - pixel) / ``pin_sigma_px``, 2 per pin, never
+    discounted as outliers (a pin is the artist's word)."""
+
+    kind = "pins"
+
+    def __init__(self, pins: list, sigma_px: float):
+        self.idx, self.bary, self.target = pin_arrays(pins)
+        self.sig = sigma_px
+        self.weight = np.ones(len(self.idx))
+
+    def locations(self, V: np.ndarray, camera: Camera, template: Template, o: FitOptions):
+        return self.idx, self.bary
+
+    def residual(self, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (uv - self.target) / self.sig, np.broadcast_to(np.eye(2) / self.sig, (len(uv), 2, 2))
 
 
 class _Outline:
@@ -178,6 +203,8 @@ def _fit(template: Template, X0: np.ndarray, views: list, usable: list, o: FitOp
             if p.ndim != 2 or p.shape[0] != 478 or p.shape[1] < 2 or not np.isfinite(p[:, :2]).all():
                 raise ValueError(f"view {i}: expected (478, 2+) finite MediaPipe points, got shape {p.shape}")
             terms[i].append(_Points(p[:, :2], o.noise_scale * dense.sigma * face_size_px(p), dense))
+        if v.pins:
+            terms[i].append(_Pins(v.pins, o.pin_sigma_px))
         if o.outline and v.mask is not None:
             ol = MaskOutline(v.mask)
             size = np.sqrt(max(float((ol.sdf < 0).sum()), 1.0))  # the head's size in pixels
@@ -243,7 +270,7 @@ def _fit(template: Template, X0: np.ndarray, views: list, usable: list, o: FitOp
                 c = col_cam[i]
                 J[..., c:c + 3] = d_r @ -_skew(X @ Rc[i].T)
                 J[..., c + 3:c + 6] = d_r
-            rw = robust_w(r) * lw * view_w[i]
+            rw = (1.0 if terms[i][k].kind == "pins" else robust_w(r) * view_w[i]) * lw
             Jf = J.reshape(-1, n_par)
             wf = np.repeat(rw, r.shape[1])
             H += Jf.T @ (Jf * wf[:, None])
@@ -259,6 +286,9 @@ def _fit(template: Template, X0: np.ndarray, views: list, usable: list, o: FitOp
         c = 0.0
         for (i, k), r in res.items():
             e2 = (r ** 2).sum(1)
+            if terms[i][k].kind == "pins":
+                c += 0.5 * (geo[i, k][2] * e2).sum()
+                continue
             rho = (o.cauchy_scale ** 2 * np.log1p(e2 / o.cauchy_scale ** 2)) if o.robust == "cauchy" else e2
             c += 0.5 * view_w[i] * (geo[i, k][2] * rho).sum()
         return c + 0.5 * (prior_prec * w ** 2).sum() + 0.5 * scale_prec * (np.log(s) - log_s0) ** 2
@@ -339,6 +369,10 @@ def _fit(template: Template, X0: np.ndarray, views: list, usable: list, o: FitOp
     for (i, k), r in res.items():
         if terms[i][k].kind == "points":
             view_res[i] = float(np.median(np.linalg.norm(r, axis=1)))
+    pin_err = [[] for _ in views]
+    for (i, k), r in res.items():
+        if terms[i][k].kind == "pins":
+            pin_err[i] = (np.linalg.norm(r, axis=1) * terms[i][k].sig).tolist()
     expr = dict(zip(template.expression_names, w[ni:].tolist())) if ne else {}
     return FitResult(np.array(steps, np.float32).reshape((-1,) + X0.shape), w[:ni].copy(), expr, out_cams, view_res,
-                     notes)
+                     pin_err, notes)
