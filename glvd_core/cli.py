@@ -135,7 +135,13 @@ def _reconstruct(a) -> int:
         per_view = load_pins(a.pins, load_template(), sizes)
         inputs.pins = [[Pin(p.vertices, p.bary, tuple((np.array(p.pixel) + 0.5) * s - 0.5)) for p in view]
                        for view, s in zip(per_view, inputs.scales)]  # into the loaded photos' pixels
-    options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect),
+    held = None
+    if a.keypoints:
+        from .reconstruct import load_held_keypoints
+
+        held = load_held_keypoints(a.keypoints)
+    options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect,
+                                                 keypoints=held),
                               fit=fit_options(a), texture_size=a.texture, neutral=a.neutral)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
     res = run(rec, inputs, options)
@@ -313,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bake the photos into a SIZE x SIZE texture: writes OUT.png and OUT.mtl beside the OBJ")
     p.add_argument("--neutral", action="store_true", help="remove the estimated expression from the written mesh")
     add_fit_arguments(p)
+    p.add_argument("--keypoints", default=None, metavar="KEYPOINTS_JSON",
+                   help='keypoints held where you put them through the descent: {"keypoints": {"INDEX": [x, y, z]}}, '
+                        "metres in the output frame (e.g. a previous run's, moved)")
     p.add_argument("--pins", default=None, metavar="PINS_JSON",
                    help="pins: points of the face that belong at given pixels of the photos (schema: "
                         "glvd_core/fitting/pins.py); they turn the fit on")

@@ -13,6 +13,7 @@ Output frames (metres):
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -60,6 +61,8 @@ class ReconstructOptions:
         fov_deg: field of view (degrees, longer side) of photos without cameras or intrinsics
             (default ``DEFAULT_FOV_DEG``).
         detect: detect faces when no landmarks are given (False: the whole photo, no heatmaps).
+        keypoints: keypoint index -> (3,) position in the output frame (metres) where the artist
+            put it: held there through the descent (guided editing); None: all move freely.
     """
 
     iterations: int | None = None
@@ -68,12 +71,41 @@ class ReconstructOptions:
     keypoint_warmup: int | None = None
     fov_deg: float | None = None
     detect: bool = True
+    keypoints: dict | None = None
 
     def __post_init__(self):
         if self.iterations is not None and self.iterations < 0:
             raise ValueError("iterations must be >= 0")
+        for j, x in (self.keypoints or {}).items():
+            if not isinstance(j, int) or isinstance(j, bool) or j < 0:
+                raise ValueError(f"keypoint index {j!r} is not a non-negative integer")
+            if np.shape(x) != (3,) or not np.isfinite(np.asarray(x, np.float64)).all():
+                raise ValueError(f"keypoint {j}: expected 3 finite coordinates (metres), got {x!r}")
         if self.clip is not None and not self.clip > 0:
             raise ValueError("clip must be > 0")
+
+
+def load_held_keypoints(path: str | Path) -> dict[int, tuple[float, float, float]]:
+    """``keypoints.json`` (``--keypoints``): ``{"keypoints": {"INDEX": [x, y, z], ...}}``, keypoint
+    index -> where the artist put it, in the output frame (metres; the frame the result is
+    written in). Raises :class:`InputError` naming the first bad entry."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{p}: not a readable keypoints file ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("keypoints"), dict):
+        raise InputError(f'{p}: expected {{"keypoints": {{"INDEX": [x, y, z], ...}}}}')
+    out = {}
+    for key, x in data["keypoints"].items():
+        if not str(key).isdigit():
+            raise InputError(f"{p}: keypoint {key!r}: the index must be a non-negative integer")
+        ok = (isinstance(x, list) and len(x) == 3
+              and all(isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in x))
+        if not ok:
+            raise InputError(f"{p}: keypoint {key}: expected [x, y, z] finite metres, got {x!r}")
+        out[int(key)] = tuple(float(c) for c in x)
+    return out
 
 
 @dataclass
@@ -392,10 +424,23 @@ class Reconstructor:
         k = ((torch.rand(1, arch.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
         v = self.model.vertex_init[None].clone()
         out = self._output_map(frame, world)
+        held = None
+        if o.keypoints:
+            bad = [j for j in o.keypoints if j >= arch.num_keypoints]
+            if bad:
+                raise InputError(f"keypoint {bad[0]} does not exist: the model has {arch.num_keypoints} (0..{arch.num_keypoints - 1})")
+            X = np.array([o.keypoints[j] for j in sorted(o.keypoints)], np.float64)
+            x_n = frame.from_world_m(X) if world else (X - frame.c_cam0) / frame.scale_m
+            pos = torch.zeros(1, arch.num_keypoints, 3, dtype=f32)
+            mask = torch.zeros(1, arch.num_keypoints, dtype=torch.bool)
+            pos[0, sorted(o.keypoints)] = torch.as_tensor(x_n, dtype=f32)
+            mask[0, sorted(o.keypoints)] = True
+            held = (pos.to(dev), mask.to(dev))
+            k = torch.where(mask.to(dev)[..., None], pos.to(dev), k)
         traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
         with self.model.last_layers_frozen():
             ts = time.perf_counter()
-            for t, (v, k) in enumerate(self.model.descent(feats, v, k, A, b, K, clip, iterations, warm), 1):
+            for t, (v, k) in enumerate(self.model.descent(feats, v, k, A, b, K, clip, iterations, warm, held), 1):
                 vn, kn = v[0].cpu().numpy(), k[0].cpu().numpy()
                 steps.append(time.perf_counter() - ts)
                 if not (np.isfinite(vn).all() and np.isfinite(kn).all()):

@@ -170,15 +170,22 @@ class GLVD(nn.Module):
 
     def descent(self, feats: Features, vertices: torch.Tensor, keypoints: torch.Tensor, A: torch.Tensor,
                 b: torch.Tensor, K: torch.Tensor, clip: float, iterations: int,
-                keypoint_warmup: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                keypoint_warmup: int = 0,
+                held: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The descent, as a generator: ``iterations`` calls of :meth:`step` from vertices (B, N, 3)
         and keypoints (B, K, 3), the first ``keypoint_warmup`` keypoint-only, yielding
         ``(vertices, keypoints)`` after each step, on the device and without host synchronisation
         (so a CUDA graph can capture a whole loop). Every caller runs the descent through this one
-        loop; call it inside :meth:`last_layers_frozen` for speed."""
+        loop; call it inside :meth:`last_layers_frozen` for speed.
+        ``held``: (positions (B, K, 3), mask (B, K) bool): keypoints the artist placed, held there
+        from the start and after every step (the others move as usual)."""
+        if held is not None:
+            keypoints = torch.where(held[1][..., None], held[0], keypoints)
         for t in range(iterations):
             vertices, keypoints = self.step(feats, vertices, keypoints, A, b, K, clip,
                                             move_vertices=t >= keypoint_warmup)
+            if held is not None:
+                keypoints = torch.where(held[1][..., None], held[0], keypoints)
             yield vertices, keypoints
 
     def descend(self, feats: Features, vertices: torch.Tensor, keypoints: torch.Tensor, A: torch.Tensor,
