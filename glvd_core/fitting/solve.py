@@ -218,23 +218,33 @@ def _fit(template: Template, X0: np.ndarray, views: list, usable: list, o: FitOp
     log_s0 = np.log(s)
     scale_prec = o.scale_prior if not multi else o.scale_prior * 1e-4
 
+    at_fixed = {}  # (view, term) -> the shape and modes at locations that never move (points, pins)
+
     def setup(V, Rc, tc):
         """Per view and term: where its evidence sits on the surface (fixed until the next
         accepted step) and each location's weight (frontality for the points)."""
         geo = {}
+        n = None  # V's vertex normals, once per call, for every view's frontality
         for i in usable:
             cam = Camera(Rc[i], tc[i], cams[i].K, cams[i].width, cams[i].height)
             for k, term in enumerate(terms[i]):
                 idx, bary = term.locations(V, cam, template, o)
                 w = term.weight.copy()
                 if term.kind == "points" and o.grazing:
-                    n = vertex_normals(V, template.faces).astype(np.float64)
+                    if n is None:
+                        n = vertex_normals(V, template.faces).astype(np.float64)
                     nb = np.einsum("jkc,jk->jc", n[idx], bary)
                     nb /= np.linalg.norm(nb, axis=1, keepdims=True) + 1e-12
                     P = np.einsum("jkc,jk->jc", V[idx], bary)
                     d = cam.center_world - P
                     w = w * np.clip((nb * d).sum(1) / (np.linalg.norm(d, axis=1) + 1e-12) / 0.5, 0.0, 1.0)
-                geo[i, k] = (np.einsum("jkc,jk->jc", base[idx], bary), np.einsum("mjkc,jk->mjc", Bl[:, idx], bary), w)
+                if term.kind == "outline" or (i, k) not in at_fixed:
+                    at = (np.einsum("jkc,jk->jc", base[idx], bary), np.einsum("mjkc,jk->mjc", Bl[:, idx], bary))
+                    if term.kind != "outline":
+                        at_fixed[i, k] = at
+                else:
+                    at = at_fixed[i, k]
+                geo[i, k] = at + (w,)
         return geo
 
     def evaluate(s, R, t, w, Rc, tc, geo, jac=False):
@@ -345,14 +355,17 @@ def _fit(template: Template, X0: np.ndarray, views: list, usable: list, o: FitOp
             for (i, k), r in res.items():
                 if terms[i][k].kind == "points":
                     med[i] = float(np.median(np.linalg.norm(r, axis=1)))
+            changed = False
             for i, m in med.items():
                 others = [med[j] for j in med if j != i]
                 if others and m > o.view_outlier_ratio * np.median(others):
                     view_w[i] = (np.median(others) / m) ** 2
+                    changed = True
                     notes.append(f"fit to photos: photo {i + 1} disagrees with the others (median point residual "
                                  f"{m:.1f} against {np.median(others):.1f} spreads); it counts "
                                  f"{view_w[i]:.0%} as much (wrong camera, another face, or a bad detection?)")
-            res, H, g = evaluate(s, R, t, w, Rc, tc, geo, jac=True)
+            if changed:  # a view's weight changed: the system changes with it
+                res, H, g = evaluate(s, R, t, w, Rc, tc, geo, jac=True)
         c_now = cost(res, geo, s, w)
     if steps:
         V = steps[-1].astype(np.float64)
