@@ -127,13 +127,10 @@ def save_cameras(path: str | Path, cameras: list[Camera], images: list[str] | No
 
 def load_cameras(path: str | Path) -> tuple[list[Camera], list[dict]]:
     """Read cameras.json -> (cameras, raw view dicts). Raises CameraError naming the file."""
+    from .io import read_json
+
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise CameraError(f"{p}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CameraError(f"{p}: not valid JSON ({e})") from None
+    data = read_json(p, CameraError)
     if not isinstance(data, dict) or not isinstance(data.get("views"), list) or not data["views"]:
         raise CameraError(f"{p}: expected an object with a non-empty 'views' list")
     if data.get("convention", "opencv") != "opencv":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +18,23 @@ import numpy as np
 
 class InputError(ValueError):
     """Bad user input (a file that cannot be used); the message names the file and the problem."""
+
+
+def read_json(path: str | Path, error: type[ValueError] = InputError) -> object:
+    """A JSON file's content; a missing or unreadable file raises ``error`` naming it."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise error(f"{p}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{p}: not valid JSON ({e})") from None
+
+
+def is_number_list(x: object, n: int) -> bool:
+    """True when ``x`` is a list or tuple of ``n`` finite numbers (bools are not numbers)."""
+    return (isinstance(x, (list, tuple)) and len(x) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x))
 
 
 @contextmanager

@@ -13,7 +13,6 @@ Output frames (metres):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from .cameras import DEFAULT_FOV_DEG, Camera, CameraError
-from .io import InputError, save_npz_deterministic, write_obj
+from .io import InputError, is_number_list, read_json, save_npz_deterministic, write_obj
 from .model.config import GLVDConfig, InferenceConfig, get_config
 from .model.frame import Frame, make_frame
 from .model.glvd import GLVD, landmark_heatmaps
@@ -90,19 +89,14 @@ def load_held_keypoints(path: str | Path) -> dict[int, tuple[float, float, float
     index -> where the artist put it, in the output frame (metres; the frame the result is
     written in). Raises :class:`InputError` naming the first bad entry."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{p}: not a readable keypoints file ({type(e).__name__}: {e})") from None
+    data = read_json(p)
     if not isinstance(data, dict) or not isinstance(data.get("keypoints"), dict):
         raise InputError(f'{p}: expected {{"keypoints": {{"INDEX": [x, y, z], ...}}}}')
     out = {}
     for key, x in data["keypoints"].items():
         if not str(key).isdigit():
             raise InputError(f"{p}: keypoint {key!r}: the index must be a non-negative integer")
-        ok = (isinstance(x, list) and len(x) == 3
-              and all(isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in x))
-        if not ok:
+        if not is_number_list(x, 3):
             raise InputError(f"{p}: keypoint {key}: expected [x, y, z] finite metres, got {x!r}")
         out[int(key)] = tuple(float(c) for c in x)
     return out

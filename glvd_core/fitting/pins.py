@@ -13,14 +13,12 @@ in the photo's own pixels (x right, y down, pixel centres at integers).
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..io import InputError
+from ..io import InputError, is_number_list, read_json
 from ..template import Template
 
 
@@ -35,11 +33,6 @@ class Pin:
     vertices: tuple
     bary: tuple
     pixel: tuple
-
-
-def _number_list(x, n: int) -> bool:
-    return (isinstance(x, (list, tuple)) and len(x) == n
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x))
 
 
 def parse_pins(data: dict, template: Template, image_sizes: list[tuple[int, int]], where: str = "pins") -> list[list[Pin]]:
@@ -67,12 +60,12 @@ def parse_pins(data: dict, template: Template, image_sizes: list[tuple[int, int]
             t, b = e["triangle"], e.get("bary")
             if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < nf:
                 raise InputError(f"{at}: triangle {t!r} is not a template triangle (0..{nf - 1})")
-            if not _number_list(b, 3) or min(b) < 0 or abs(sum(b) - 1) > 1e-3:
+            if not is_number_list(b, 3) or min(b) < 0 or abs(sum(b) - 1) > 1e-3:
                 raise InputError(f"{at}: bary must be 3 finite non-negative weights summing to 1, not {b!r}")
             verts, bary = tuple(int(i) for i in template.faces[t]), tuple(float(x) for x in b)
         px = e.get("pixel")
         W, H = image_sizes[view]
-        if not _number_list(px, 2) or not (-0.5 <= px[0] <= W - 0.5 and -0.5 <= px[1] <= H - 0.5):
+        if not is_number_list(px, 2) or not (-0.5 <= px[0] <= W - 0.5 and -0.5 <= px[1] <= H - 0.5):
             raise InputError(f"{at}: pixel {px!r} is not a finite point inside photo {view} ({W}x{H})")
         out[view].append(Pin(verts, bary, (float(px[0]), float(px[1]))))
     return out
@@ -80,12 +73,7 @@ def parse_pins(data: dict, template: Template, image_sizes: list[tuple[int, int]
 
 def load_pins(path: str | Path, template: Template, image_sizes: list[tuple[int, int]]) -> list[list[Pin]]:
     """Read and validate ``pins.json`` (see the module docstring)."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{p}: not a readable pins file ({type(e).__name__}: {e})") from None
-    return parse_pins(data, template, image_sizes, where=str(p))
+    return parse_pins(read_json(path), template, image_sizes, where=str(path))
 
 
 def pin_arrays(pins: list[Pin]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
