@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .fitting import FitOptions, ViewEvidence, fit_to_photos
+from .fitting import FitOptions, fit_reconstruction
 from .model.config import get_config
 from .model.glvd import GLVD, Features, landmark_heatmaps
 
@@ -163,8 +163,8 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
             if fit is not None and name == "default":
                 for V, r in ((1, rec.reconstruct([photo], landmarks=lms)),
                              (3, rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3))):
-                    ev = [ViewEvidence(c, p, _silhouette(r.final_vertices, c, tpl)) for c, p in zip(r.cameras, r.landmarks478)]
-                    res[f"fit_{V}view"] = timeit(lambda: fit_to_photos(tpl, r.final_vertices, ev, fit, r.cameras_estimated),
+                    masks = [_silhouette(r.final_vertices, c, tpl) for c in r.cameras]
+                    res[f"fit_{V}view"] = timeit(lambda: fit_reconstruction(tpl, r, fit, masks=masks),
                                                  max(3, runs // 4), warmup=1)
             # a batch of faces through the batched model (encoders + 10 steps)
             Bn = batch

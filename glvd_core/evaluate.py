@@ -136,6 +136,7 @@ def evaluate(data: str | Path, models: dict, views: int = 1, max_scenes: int = 0
     from . import load_template
     from .cameras import Camera
     from .data import GLVDDataset
+    from .fitting import fit_reconstruction
     from .io import InputError
     from .preprocess import MediaPipeFaces
 
@@ -184,12 +185,8 @@ def evaluate(data: str | Path, models: dict, views: int = 1, max_scenes: int = 0
             preds[name] = (r.final_vertices, r.timings["total"])
             if name == next(iter(models)):
                 mean_face = r.vertices[0]  # the descent's start: the mean template where it begins
-                if fits:
-                    from .fitting import ViewEvidence, fit_to_photos
-
-                    ev = [ViewEvidence(c, p, m) for c, p, m in zip(r.cameras, r.landmarks478, masks)]
                 for fname, fo in fits.items():
-                    f = fit_to_photos(tpl, r.final_vertices, ev, fo, r.cameras_estimated)
+                    f = fit_reconstruction(tpl, r, fo, masks=masks)
                     preds[fname] = (f.steps[-1] if len(f.steps) else r.final_vertices,
                                     r.timings["total"] + f.seconds)
             if per_step:

@@ -155,13 +155,10 @@ def run(reconstructor: Reconstructor, inputs: Inputs, options: PipelineOptions |
     pins = inputs.pins if inputs.pins and any(inputs.pins) else None
     fit_options = o.fit if o.fit is not None or pins is None else FitOptions()  # pins need the fit
     if fit_options is not None:
-        from .fitting import ViewEvidence, fit_to_photos
+        from .fitting import fit_reconstruction
 
         t = begin("fit")
-        masks = inputs.masks or [None] * len(inputs.images)  # the user's masks: their outline is evidence
-        evidence = [ViewEvidence(c, p, m, list(pins[i]) if pins else [])
-                    for i, (c, p, m) in enumerate(zip(r.cameras, r.landmarks478, masks))]
-        res.fit = fit_to_photos(tpl, r.final_vertices, evidence, fit_options, r.cameras_estimated)
+        res.fit = fit_reconstruction(tpl, r, fit_options, masks=inputs.masks, pins=pins)  # the user's masks' outlines
         r.info.setdefault("notes", []).extend(res.fit.notes)
         if len(res.fit.steps):
             shaped = res.final_vertices_m = res.fit.steps[-1]

@@ -3,6 +3,7 @@ the evidence in the user's photos; :class:`FitOptions` says how."""
 
 from .options import FitOptions
 from .pins import Pin, load_pins, parse_pins
-from .solve import FitResult, ViewEvidence, fit_to_photos
+from .solve import FitResult, ViewEvidence, fit_reconstruction, fit_to_photos
 
-__all__ = ["FitOptions", "FitResult", "ViewEvidence", "fit_to_photos", "Pin", "load_pins", "parse_pins"]
+__all__ = ["FitOptions", "FitResult", "ViewEvidence", "fit_to_photos", "fit_reconstruction", "Pin", "load_pins",
+           "parse_pins"]

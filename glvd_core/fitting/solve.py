@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -37,6 +38,9 @@ from ..template import Template
 from .dense_points import face_size_px, load_dense_points
 from .outline import MaskOutline, contour_vertices, face_outline_region
 from .pins import pin_arrays
+
+if TYPE_CHECKING:  # the fit runs without torch; a Reconstruction is only read here
+    from ..reconstruct import Reconstruction
 from .options import FitOptions
 
 
@@ -120,6 +124,19 @@ def fit_to_photos(template: Template, vertices_m: np.ndarray, views: list[ViewEv
         return empty
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def fit_reconstruction(template: Template, reconstruction: Reconstruction, options: FitOptions | None = None,
+                       masks: list | None = None, pins: list | None = None) -> FitResult:
+    """:func:`fit_to_photos` on a :class:`~glvd_core.reconstruct.Reconstruction`: its last descent
+    step, its cameras and MediaPipe points, with per-view head ``masks`` and ``pins`` (lists, None
+    for none)."""
+    r = reconstruction
+    n = len(r.cameras)
+    masks = masks or [None] * n
+    pins = pins or [[]] * n
+    evidence = [ViewEvidence(c, p, m, list(q)) for c, p, m, q in zip(r.cameras, r.landmarks478, masks, pins)]
+    return fit_to_photos(template, r.final_vertices, evidence, options, r.cameras_estimated)
 
 
 class _Points:

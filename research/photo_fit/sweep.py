@@ -46,14 +46,12 @@ def main(argv=None) -> dict:
     for sc in scenes:
         X, cams, p478, est = sc["r1"] if a.views == 1 else sc["r3"]
         gt = sc["gt_world"] if a.views > 1 else sc["cameras"][0].world_to_camera(sc["gt_world"])
-        ev = [ViewEvidence(c, p) for c, p in zip(cams, p478)]
+        ev = [ViewEvidence(c, p, m) for c, p, m in zip(cams, p478, sc["masks"][:a.views])]
         preds = {"descent": (X, 0.0)}
         truth_rough.append(roughness_mm(gt, tpl))
         for k, fo in variants.items():
             t0 = time.perf_counter()
-            ev = [ViewEvidence(c, p, m) for c, p, m in zip(cams, p478, sc["masks"][:a.views])]
-            f = \
-                fit_to_photos(tpl, X, ev, fo, est)
+            f = fit_to_photos(tpl, X, ev, fo, est)
             preds[k] = (f.steps[-1] if len(f.steps) else X, time.perf_counter() - t0)
         for k, (V, sec) in preds.items():
             rows[k]["al"].append(chamfer_mm(gt, V, tpl, align=True)[0])
