@@ -65,10 +65,15 @@ def mesh_edges(template: Template) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     boundary = key[counts == 1]
     near = np.zeros(template.num_vertices, bool)
     near[boundary.ravel()] = True
-    for _ in range(2):  # grow by two rings
-        grow = near[edges].any(1)
-        near[edges[grow].ravel()] = True
-    return edges, faces2, near
+    return edges, faces2, grow_rings(near, edges, 2)
+
+
+def grow_rings(region: np.ndarray, edges: np.ndarray, rings: int) -> np.ndarray:
+    """(V,) bool ``region`` grown by ``rings`` rings of neighbours along ``edges`` (E, 2); a copy."""
+    region = region.copy()
+    for _ in range(rings):
+        region[edges[region[edges].any(1)].ravel()] = True
+    return region
 
 
 @lru_cache(maxsize=2)
@@ -77,10 +82,7 @@ def face_outline_region(template: Template, rings: int = 10) -> np.ndarray:
     rings (cheeks, jaw, the sides of the face), between 1 cm below the chin and the eyebrows. Above
     the brows a photo's outline is hair, below the chin it is the neck or clothes."""
     edges = mesh_edges(template)[0]
-    region = np.asarray(template.narrow_face_mask, bool).copy()
-    for _ in range(rings):
-        grow = region[edges].any(1)
-        region[edges[grow].ravel()] = True
+    region = grow_rings(np.asarray(template.narrow_face_mask, bool), edges, rings)
     y = template.vertices_m[:, 1]
     lm = template.vertices_m[template.landmarks68]
     brow, chin = lm[17:27, 1].mean(), lm[8, 1]
