@@ -7,11 +7,12 @@ File formats: ``glvd-model/1`` (a finished model: config, template hash, weights
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import torch
 
-from .io import atomic_writer
+from .io import atomic_writer, first_line
 
 CHECKPOINT_FORMAT = "glvd-checkpoint/1"
 MODEL_FORMAT = "glvd-model/1"
@@ -35,17 +36,43 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _why_unreadable(p: Path, e: Exception) -> str:
+    """One clear reason a model file did not load. Torch's own messages are not passed on when they
+    advise ``weights_only=False``: that would run code from a file of unknown origin."""
+    text = str(e)
+    if p.stat().st_size == 0:
+        return "the file is empty"
+    if "Unsupported global" in text:
+        return "it holds objects that a safe load does not read; only GLVD model files are accepted"
+    if "weights_only" in text or "Unpickl" in type(e).__name__ or "invalid load key" in text:
+        return "not a PyTorch file, or a damaged one"
+    if "zip archive" in text or "central directory" in text or isinstance(e, EOFError):
+        return "the file is truncated or not a PyTorch file"
+    return f"{type(e).__name__}: {first_line(e)}"
+
+
+REQUIRED_KEYS = ("config", "model", "template_sha256")
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint/model file safely (``weights_only=True``) with clear errors."""
     p = Path(path)
+    try:
+        p.stat()
+    except OSError as e:
+        why = "a symbolic link that loops" if e.errno == errno.ELOOP else "no such model file"
+        raise FileNotFoundError(f"{p}: {why}") from None
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such model file")
+        raise FileNotFoundError(f"{p}: not a file")
     try:
         ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, unsafe pickle
-        raise ValueError(f"{p}: not a readable GLVD model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file, unsafe pickle
+        raise ValueError(f"{p}: not a readable GLVD model ({_why_unreadable(p, e)})") from None
     if not isinstance(ck, dict) or ck.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
         raise ValueError(f"{p}: not a GLVD model file")
+    missing = [k for k in REQUIRED_KEYS if k not in ck]
+    if missing or not isinstance(ck["model"], dict) or not isinstance(ck["config"], dict):
+        raise ValueError(f"{p}: an incomplete GLVD model file (missing or malformed: {', '.join(missing) or 'model/config'})")
     for k, t in ck["model"].items():
         if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{p}: weights contain NaN or inf ({k})")

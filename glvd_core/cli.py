@@ -114,10 +114,22 @@ def _reconstruct(a) -> int:
     import numpy as np
 
     from .cameras import load_cameras
-    from .io import atomic_write_bytes
+    from .io import check_output_paths, write_together
     from .pipeline import PipelineOptions, load_inputs, run
     from .reconstruct import ReconstructOptions, Reconstructor
 
+    # every option and output path is checked before the work, so a typo costs no reconstruction
+    held = None
+    if a.keypoints:
+        from .reconstruct import load_held_keypoints
+
+        held = load_held_keypoints(a.keypoints)
+    options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect,
+                                                 keypoints=held),
+                              fit=fit_options(a), texture_size=a.texture, neutral=a.neutral)
+    out = Path(a.output)
+    outputs = [out] + ([out.with_suffix(".mtl"), out.with_suffix(".png")] if a.texture else [])
+    check_output_paths(outputs + [Path(p) for p in (a.trajectory, a.json) if p])
     inputs = load_inputs(a.images, a.masks or None, fov_deg=a.fov)
     if a.cameras:
         cams, _ = load_cameras(a.cameras)
@@ -135,14 +147,6 @@ def _reconstruct(a) -> int:
         per_view = load_pins(a.pins, load_template(), sizes)
         inputs.pins = [[Pin(p.vertices, p.bary, tuple((np.array(p.pixel) + 0.5) * s - 0.5)) for p in view]
                        for view, s in zip(per_view, inputs.scales)]  # into the loaded photos' pixels
-    held = None
-    if a.keypoints:
-        from .reconstruct import load_held_keypoints
-
-        held = load_held_keypoints(a.keypoints)
-    options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect,
-                                                 keypoints=held),
-                              fit=fit_options(a), texture_size=a.texture, neutral=a.neutral)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
     res = run(rec, inputs, options)
     r = res.reconstruction
@@ -152,25 +156,26 @@ def _reconstruct(a) -> int:
         top = sorted(res.expression.items(), key=lambda kv: -kv[1])[:3]
         removed = ", ".join(f"{k} {v:.2f}" for k, v in top if v > 0.05)
         print(f"neutral: removed {removed}" if removed else "neutral: no expression found")
+    header = f"GLVD reconstruction, metres, frame {r.frame}"
     if res.texture is not None:
-        from .texture import write_textured_obj
+        from .texture.bake import textured_obj_files
 
         tex = res.texture
-        paths = write_textured_obj(a.output, res.final_vertices_m, rec.template, tex,
-                                   header=f"GLVD reconstruction, metres, frame {r.frame}")
+        files = textured_obj_files(out, res.final_vertices_m, rec.template, tex, header=header)
         print(f"texture {a.texture}px: {100 * tex.stats['seen']:.0f}% seen, {100 * tex.stats['mirrored']:.0f}% mirrored, "
-              f"{100 * tex.stats['filled']:.0f}% filled -> {paths[2]}")
+              f"{100 * tex.stats['filled']:.0f}% filled -> {out.with_suffix('.png')}")
     else:
-        r.save_obj(a.output, vertices=res.final_vertices_m)
+        files = {out: r.obj_bytes(vertices=res.final_vertices_m)}
     if res.fit is not None and len(res.fit.steps):
         print(f"fit to photos: {len(res.fit.steps)} iterations, {res.fit.seconds:.2f} s")
         for i, errs in enumerate(res.fit.pin_errors_px):
             if errs:
                 print(f"pins on photo {i + 1}: " + ", ".join(f"{e:.1f}" for e in errs) + " px from their pixels")
     if a.trajectory:
-        r.save_trajectory(a.trajectory, fit_vertices=None if res.fit is None else res.fit.steps)
+        files[Path(a.trajectory)] = r.trajectory_bytes(fit_vertices=None if res.fit is None else res.fit.steps)
     if a.json:
-        atomic_write_bytes(a.json, json.dumps(r.summary(), indent=1).encode())
+        files[Path(a.json)] = json.dumps(r.summary(), indent=1).encode()
+    write_together(files)  # the whole result set, or none of it
     print(f"wrote {Path(a.output)}: {r.vertices.shape[1]} vertices, {len(r.faces)} triangles, frame {r.frame}, "
           f"{r.timings['total']:.2f} s on {rec.device}")
     return 0
@@ -364,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", default=None)
+    p.add_argument("--blender", action="store_true",
+                   help="also time the artist's side with the bpy module: click to result in Blender "
+                        "(scripts/bench_blender.py) and a batch of 12 photos to .blend + .glb (scripts/batch.py)")
     add_fit_arguments(p, default=True)
     p.set_defaults(func=lambda a: __import__("glvd_core.bench", fromlist=["main_bench"]).main_bench(a))
     p = sub.add_parser("demo", help="run the main job end to end on the bundled default")

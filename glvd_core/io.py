@@ -20,6 +20,12 @@ class InputError(ValueError):
     """Bad user input (a file that cannot be used); the message names the file and the problem."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def read_json(path: str | Path, error: type[ValueError] = InputError) -> object:
     """A JSON file's content; a missing or unreadable file raises ``error`` naming it."""
     p = Path(path)
@@ -61,16 +67,65 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         f.write(data)
 
 
-def save_npz_deterministic(path: str | Path, **arrays: np.ndarray) -> None:
-    """Like np.savez_compressed but with fixed zip timestamps (same arrays -> same bytes),
-    written to a temporary name and renamed (atomic)."""
-    with atomic_writer(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """Like np.savez_compressed, in memory, with fixed zip timestamps (same arrays -> same bytes)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name, a in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=False)
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, buf.getvalue())
+    return out.getvalue()
+
+
+def save_npz_deterministic(path: str | Path, **arrays: np.ndarray) -> None:
+    """:func:`npz_bytes` written to ``path`` all or nothing."""
+    atomic_write_bytes(path, npz_bytes(**arrays))
+
+
+def check_output_paths(paths: list[str | Path]) -> None:
+    """Raise InputError naming the first path a result could not be written to: its folder is
+    missing or not writable, it is a folder, or two outputs share a name. Called before the work."""
+    seen = set()
+    for p in map(Path, paths):
+        key = os.path.abspath(p)
+        if key in seen:
+            raise InputError(f"{p}: named twice among the outputs")
+        seen.add(key)
+        folder = p.parent if str(p.parent) else Path(".")
+        if p.is_dir():
+            raise InputError(f"{p}: is a folder; give a file name")
+        if not folder.is_dir():
+            raise InputError(f"{p}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"{p}: the folder {folder} is not writable")
+
+
+def write_together(files: dict[Path, bytes]) -> None:
+    """Write a result set (mesh, material, texture, trajectory, JSON) all or nothing: every file to
+    a hidden temporary name beside it, synced and read back (size), and only then all renamed.
+    On any error every temporary file is removed, no final name is touched, and the OSError names
+    the user's path, not the temporary one."""
+    tmps = {Path(p): Path(p).with_name(f".{Path(p).name}.tmp") for p in files}
+    try:
+        for p, data in files.items():
+            p = Path(p)
+            try:
+                with open(tmps[p], "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if tmps[p].stat().st_size != len(data):
+                    raise OSError(f"{p}: wrote {tmps[p].stat().st_size} of {len(data)} bytes")
+            except OSError as e:
+                raise OSError(e.errno, f"{p}: {e.strerror or e}") from None
+        for p in files:
+            os.replace(tmps[Path(p)], p)
+    finally:
+        for t in tmps.values():
+            t.unlink(missing_ok=True)
 
 
 def load_image(path: str | Path) -> np.ndarray:

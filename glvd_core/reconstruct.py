@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .cameras import DEFAULT_FOV_DEG, Camera, CameraError
-from .io import InputError, is_number_list, read_json, save_npz_deterministic, write_obj
+from .io import InputError, atomic_write_bytes, first_line, is_number_list, npz_bytes, obj_text, read_json
 from .model.config import GLVDConfig, InferenceConfig, get_config
 from .model.frame import Frame, make_frame
 from .model.glvd import GLVD, landmark_heatmaps
@@ -46,6 +46,9 @@ class Cancelled(Exception):
 
 class DescentError(RuntimeError):
     """The descent produced non-finite or runaway positions; nothing was returned."""
+
+
+MAX_ITERATIONS = 100  # descent steps a call may ask for: every step is kept (about 1 MB each)
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ class ReconstructOptions:
     keypoints: dict | None = None
 
     def __post_init__(self):
-        if self.iterations is not None and self.iterations < 0:
-            raise ValueError("iterations must be >= 0")
+        if self.iterations is not None and not 0 <= self.iterations <= MAX_ITERATIONS:
+            raise ValueError(f"iterations must be within 0..{MAX_ITERATIONS} (the panel's range), got {self.iterations}")
         for j, x in (self.keypoints or {}).items():
             if not isinstance(j, int) or isinstance(j, bool) or j < 0:
                 raise ValueError(f"keypoint index {j!r} is not a non-negative integer")
@@ -140,18 +143,26 @@ class Reconstruction:
     def iterations(self) -> int:
         return len(self.vertices) - 1
 
-    def save_obj(self, path: str | Path, step: int = -1, vertices: np.ndarray | None = None) -> None:
-        """Write step ``step`` (or ``vertices``, e.g. neutralised, on this topology) as OBJ, metres."""
+    def obj_bytes(self, step: int = -1, vertices: np.ndarray | None = None) -> bytes:
+        """Step ``step`` (or ``vertices``, e.g. neutralised, on this topology) as OBJ text, metres."""
         what = f"step {step % len(self.vertices)} of {self.iterations}" if vertices is None else "edited final step"
-        write_obj(path, self.vertices[step] if vertices is None else vertices, self.faces, self.uvs,
-                  header=f"GLVD reconstruction, {what}, metres, frame: {self.frame} (OpenCV axes)")
+        return obj_text(self.vertices[step] if vertices is None else vertices, self.faces, self.uvs,
+                        header=f"GLVD reconstruction, {what}, metres, frame: {self.frame} (OpenCV axes)").encode()
+
+    def save_obj(self, path: str | Path, step: int = -1, vertices: np.ndarray | None = None) -> None:
+        """Write :meth:`obj_bytes` to ``path`` all or nothing."""
+        atomic_write_bytes(path, self.obj_bytes(step, vertices))
+
+    def trajectory_bytes(self, fit_vertices: np.ndarray | None = None) -> bytes:
+        """Every descent step (``vertices`` (T+1, V, 3), ``keypoints``) and, when given and not
+        empty, the fitting stage's steps (``fit_vertices`` (F, V, 3)), metres, as .npz bytes."""
+        extra = {} if fit_vertices is None or len(fit_vertices) == 0 else dict(fit_vertices=np.asarray(fit_vertices))
+        return npz_bytes(vertices=self.vertices, keypoints=self.keypoints, faces=self.faces,
+                         keypoint_indices=self.keypoint_indices, **extra)
 
     def save_trajectory(self, path: str | Path, fit_vertices: np.ndarray | None = None) -> None:
-        """Every descent step (``vertices`` (T+1, V, 3), ``keypoints``) and, when given and not
-        empty, the fitting stage's steps (``fit_vertices`` (F, V, 3)), metres, as .npz."""
-        extra = {} if fit_vertices is None or len(fit_vertices) == 0 else dict(fit_vertices=np.asarray(fit_vertices))
-        save_npz_deterministic(path, vertices=self.vertices, keypoints=self.keypoints, faces=self.faces,
-                               keypoint_indices=self.keypoint_indices, **extra)
+        """Write :meth:`trajectory_bytes` to ``path`` all or nothing."""
+        atomic_write_bytes(path, self.trajectory_bytes(fit_vertices))
 
     def summary(self) -> dict:
         return dict(frame=self.frame, iterations=self.iterations, vertices=int(self.vertices.shape[1]),
@@ -261,7 +272,7 @@ class Reconstructor:
         try:
             model.net.load_state_dict(state)
         except RuntimeError as e:
-            raise ValueError(f"{p}: weights do not match its config ({str(e).splitlines()[0]})") from None
+            raise ValueError(f"{p}: weights do not match its config ({first_line(e)})") from None
         return cls(model, tpl, dev, source=str(p), identity_net=ident)
 
     @classmethod

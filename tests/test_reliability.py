@@ -174,3 +174,100 @@ def test_training_killed_with_sigkill_resumes_with_the_same_losses(tiny_dataset,
     assert a.keys() == b.keys()
     np.testing.assert_allclose([b[k] for k in sorted(a)], [a[k] for k in sorted(a)], rtol=1e-5, atol=1e-6)
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_every_kind_of_bad_model_file_gets_one_clear_line(tmp_path):
+    """Empty, random, truncated, incomplete or looping model files: a ValueError/FileNotFoundError
+    naming the file and the reason; never torch's advice to load with weights_only=False."""
+    import torch
+
+    from glvd_core.checkpoint import load_checkpoint
+    from glvd_core.reconstruct import DEFAULT_MODEL
+
+    good = DEFAULT_MODEL.read_bytes()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 3])
+    ck = torch.load(DEFAULT_MODEL, weights_only=True)
+    del ck["config"]
+    torch.save(ck, tmp_path / "noconfig.pt")
+    os.symlink(tmp_path / "loop_b", tmp_path / "loop_a")
+    os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
+    expected = {"empty.pt": "the file is empty", "random.pt": "not a PyTorch file",
+                "truncated.pt": "truncated", "noconfig.pt": "missing or malformed: config",
+                "loop_a": "symbolic link that loops", "missing.pt": "no such model file"}
+    for name, why in expected.items():
+        with pytest.raises((ValueError, FileNotFoundError)) as e:
+            load_checkpoint(tmp_path / name)
+        msg = str(e.value)
+        assert name in msg and why in msg and "weights_only" not in msg and "\n" not in msg, msg
+    r = subprocess.run([sys.executable, "-m", "glvd_core", "reconstruct", str(ROOT / "docs/examples/astronaut.png"),
+                        "--weights", str(tmp_path / "empty.pt"), "--output", str(tmp_path / "m.obj")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "empty.pt" in r.stderr
+    assert not (tmp_path / "m.obj").exists()
+
+
+def test_cli_checks_options_and_output_paths_before_the_work(tmp_path):
+    """A typo in an option or an output path fails at once, with one line, and writes nothing."""
+    photo = str(ROOT / "docs/examples/astronaut.png")
+    (tmp_path / "folder").mkdir()
+    cases = {("--texture", "3"): "texture size", ("--iterations", "500"): "iterations must be within 0..100",
+             ("--json", str(tmp_path / "nowhere" / "x.json")): "does not exist",
+             ("--trajectory", str(tmp_path / "m.obj")): "named twice"}
+    for extra, why in cases.items():
+        r = subprocess.run([sys.executable, "-m", "glvd_core", "reconstruct", photo, "--output", str(tmp_path / "m.obj"),
+                            *extra], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
+    r = subprocess.run([sys.executable, "-m", "glvd_core", "reconstruct", photo, "--output", str(tmp_path / "folder")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "is a folder" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not list((tmp_path / "folder").iterdir())
+
+
+def test_a_result_set_is_written_all_or_nothing(tmp_path, monkeypatch):
+    """When one file of a result set cannot be written (disk full, here simulated), no file of the
+    set appears under its final name, no temporary file is left, and the error names the user's path."""
+    import errno
+
+    from glvd_core import io as gio
+
+    (tmp_path / "keep.obj").write_text("the user's earlier result")
+    files = {tmp_path / "keep.obj": b"new mesh", tmp_path / "keep.png": b"png", tmp_path / "keep.json": b"{}"}
+    real_open = open
+
+    def full_disk_open(path, mode="r", *a, **k):
+        if str(path).endswith(".keep.json.tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(OSError) as e:
+        gio.write_together(files)
+    monkeypatch.undo()
+    assert str(tmp_path / "keep.json") in str(e.value) and ".tmp" not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.obj"]
+    assert (tmp_path / "keep.obj").read_text() == "the user's earlier result"
+    gio.write_together(files)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {p.name: b for p, b in files.items()}
+
+
+@pytest.mark.slow
+def test_a_huge_photo_is_read_in_bounded_memory(tmp_path):
+    """A 12000 x 12000 PNG is reduced on load (under 1 GB resident); one over Pillow's limit is
+    refused with one line naming it."""
+    big = tmp_path / "big.png"
+    a = np.zeros((12000, 12000, 3), np.uint8)
+    a[..., 0] = np.arange(12000)[None] % 256
+    cv2.imwrite(str(big), a)
+    del a
+    code = ("import resource, sys; from glvd_core.preprocess import load_photo; p = load_photo(sys.argv[1]); "
+            "print(p.image.shape[0], p.image.shape[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    r = subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True, timeout=300)
+    h, w, rss_mb = map(int, r.stdout.split())
+    assert (h, w) == (2048, 2048) and rss_mb < 1024, r.stdout + r.stderr
+    assert "DecompressionBomb" not in r.stderr
+    bomb = tmp_path / "bomb.png"
+    cv2.imwrite(str(bomb), np.zeros((14000, 14000), np.uint8))
+    with pytest.raises(InputError, match="more than 178 megapixels"):
+        load_photo(bomb)

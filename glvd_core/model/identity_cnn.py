@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..io import first_line
+
 if TYPE_CHECKING:
     from ..template import Template
 
@@ -183,7 +185,7 @@ def identity_cnn_from_package(pkg: dict, where: str | Path) -> IdentityCNN:
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in pkg["model"].items()})
     except RuntimeError as e:
-        raise ValueError(f"{where}: identity CNN weights do not match its architecture ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"{where}: identity CNN weights do not match its architecture ({first_line(e)})") from None
     return net.eval()
 
 

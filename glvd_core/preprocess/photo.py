@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from ..cameras import DEFAULT_FOV_DEG, Camera
 from ..io import InputError
 
+MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): larger photos are refused
 MAX_SIDE = 2048          # photos are downscaled to at most this many pixels on the longer side
 FULL_FRAME_DIAGONAL_MM = 43.2666
 
@@ -39,7 +41,7 @@ def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = M
                default_fov_deg: float = DEFAULT_FOV_DEG) -> Photo:
     """Read any common photo as RGB uint8, EXIF-rotated, at most ``max_side`` pixels, with a camera
     from ``fov_deg`` when given, else the EXIF 35 mm-equivalent focal length, else ``default_fov_deg``."""
-    Image, ImageOps = _pil()
+    Image, _ = _pil()
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: file not found")
@@ -48,17 +50,29 @@ def load_photo(path: str | Path, fov_deg: float | None = None, max_side: int = M
     if p.stat().st_size == 0:
         raise InputError(f"{p}: empty file")
     try:
-        im = Image.open(p)
+        with warnings.catch_warnings():  # Pillow warns from 89 MP on; the reduce below bounds the memory
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
         W0, H0 = im.size
         if W0 < 1 or H0 < 1:
             raise InputError(f"{p}: image has no pixels")
         exif = im.getexif()
         if max(W0, H0) > max_side and im.format == "JPEG":
             im.draft("RGB", (max(1, W0 * max_side // max(W0, H0)), max(1, H0 * max_side // max(W0, H0))))
-        im = ImageOps.exif_transpose(im)
         im.load()
+        if max(im.size) > 2 * max_side:  # a box reduce before any copy of the full-size pixels: RSS under 1 GB
+            f = max(im.size) // max_side
+            im = (im.reduce(f) if im.mode in ("L", "RGB", "RGBA", "LA", "I", "F") else im.convert("RGB").reduce(f))
+        T = Image.Transpose  # EXIF orientation (as ImageOps.exif_transpose; the reduced image has no EXIF left)
+        method = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE, 6: T.ROTATE_270,
+                  7: T.TRANSVERSE, 8: T.ROTATE_90}.get(exif.get(0x0112, 1))
+        if method is not None:
+            im = im.transpose(method)
     except InputError:
         raise
+    except Image.DecompressionBombError:
+        raise InputError(f"{p}: more than {MAX_PIXELS // 10**6} megapixels; reduce the photo first "
+                         f"(larger files are refused as possible decompression bombs)") from None
     except Exception as e:  # truncated / corrupt / unsupported
         raise InputError(f"{p}: not a readable image ({type(e).__name__}: {e})") from None
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
