@@ -115,3 +115,23 @@ def test_preferences_show_the_environment_and_the_device(addon):
 def test_the_recorder_rejects_what_blender_would_reject(addon, bad):
     with pytest.raises((AttributeError, TypeError)):
         bad(RecordingLayout(), bpy.context.scene.glvd)
+
+
+def test_drawing_the_panel_loads_the_model_in_the_background_for_the_click(addon):
+    """The model loads while the artist picks photos; the click then finds it loaded."""
+    import threading
+
+    from glvd_blender import ops
+
+    s = bpy.context.scene.glvd
+    ops._MODELS.clear()
+    panel()
+    loads = [t for t in threading.enumerate() if t.name == "glvd-preload"]
+    assert len(loads) == 1
+    loads[0].join(60)
+    key = ops._model_key(s.model_path, s.device)
+    assert key in ops._MODELS and not ops._PRELOADING
+    assert ops.get_reconstructor(s.model_path, s.device) is ops._MODELS[key]  # no second load
+    panel()
+    assert not [t for t in threading.enumerate() if t.name == "glvd-preload"]  # loaded: drawing starts nothing
+    assert ops.preload(s.model_path, s.device) is None

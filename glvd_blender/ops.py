@@ -22,16 +22,49 @@ if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
 
 
 _MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()  # a preload and a click share one load
+_PRELOADING: set = set()
 
 
-def get_reconstructor(model_path: str, device: str) -> Reconstructor:
-    """Cached Reconstructor for (model, device)."""
-    key = (model_path or "<bundled>", device)
-    if key not in _MODELS:
-        _MODELS.clear()
-        Reconstructor = core.import_core("reconstruct").Reconstructor
-        _MODELS[key] = Reconstructor.from_pretrained(core.bpy_abspath(model_path) if model_path else None, device=device)
-    return _MODELS[key]
+def _model_key(model_path: str, device: str) -> tuple:
+    return model_path or "<bundled>", device
+
+
+def get_reconstructor(model_path: str, device: str, _resolved: str | None = None) -> Reconstructor:
+    """Cached Reconstructor for (model, device); waits for a preload of it that is under way."""
+    key = _model_key(model_path, device)
+    path = _resolved if _resolved is not None else (core.bpy_abspath(model_path) if model_path else "")
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS.clear()
+            Reconstructor = core.import_core("reconstruct").Reconstructor
+            _MODELS[key] = Reconstructor.from_pretrained(path or None, device=device)
+        return _MODELS[key]
+
+
+def preload(model_path: str, device: str) -> threading.Thread | None:
+    """Load the model and build the face detector on a background thread, so that the artist's
+    click does not wait for them (the panel calls this as it first draws, and adding a photo does).
+    Returns the thread, or None when that model is loaded or loading already. A failure is not
+    reported here: the click loads again and reports it."""
+    key = _model_key(model_path, device)
+    if key in _MODELS or key in _PRELOADING:
+        return None
+    _PRELOADING.add(key)
+    path = core.bpy_abspath(model_path) if model_path else ""  # bpy only on the main thread
+
+    def load():
+        try:
+            core.import_core("preprocess").MediaPipeFaces.warm_up_in_background()
+            get_reconstructor(model_path, device, _resolved=path)
+        except Exception:  # noqa: BLE001 - reported by the click that needs it
+            pass
+        finally:
+            _PRELOADING.discard(key)
+
+    t = threading.Thread(target=load, name="glvd-preload", daemon=True)
+    t.start()
+    return t
 
 
 @dataclass
@@ -86,6 +119,7 @@ class Job:
 def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
     """Read the panel settings and load the photos; raises ValueError with an artist-facing message.
     ``loaded``: the :class:`glvd_core.pipeline.Inputs` of these photos, read ahead by a batch."""
+    clicked = time.time()
     pipeline = core.import_core("pipeline")
     s = settings(context)
     photos, masks, cameras = [], [], None
@@ -122,7 +156,7 @@ def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
                                        fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
                                        texture_size=int(s.texture_size) if s.bake_texture else 0,
                                        neutral=s.neutral, arkit=s.arkit_shapes)
-    return Job(inputs, kind, options, s.model_path, s.device)
+    return Job(inputs, kind, options, s.model_path, s.device, started=clicked)
 
 
 def extras_of(result: PipelineResult) -> scene_writer.Extras:
@@ -186,7 +220,8 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         r = job.result.reconstruction
         notes = "; ".join(job.result.notes)
-        s.status = f"Done in {r.timings['total']:.1f} s on {r.info.get('device')}" + (f" ({notes})" if notes else "")
+        # the artist's wait, from the click to the finished scene (photos, model, texture, scene)
+        s.status = f"Done in {time.time() - job.started:.1f} s on {r.info.get('device')}" + (f" ({notes})" if notes else "")
         self.report({"INFO"}, s.status)
         return {"FINISHED"}
 
@@ -248,7 +283,7 @@ class GLVD_OT_add_photo(bpy.types.Operator, ImportHelper):
     bl_label = "Add Photos"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: StringProperty(default="*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.bmp;*.webp", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.bmp;*.webp;*.gif", options={"HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
@@ -261,6 +296,7 @@ class GLVD_OT_add_photo(bpy.types.Operator, ImportHelper):
         for n in names:
             s.photos.add().filepath = os.path.join(folder, n)
         s.active_photo = len(s.photos) - 1
+        preload(s.model_path, s.device)
         return {"FINISHED"}
 
 

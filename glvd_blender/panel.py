@@ -1,6 +1,6 @@
 import bpy
 
-from . import core
+from . import core, ops
 from .props import settings
 
 
@@ -42,6 +42,8 @@ class GLVD_PT_main(bpy.types.Panel):
         layout.prop(s, "device")
         ok, msg = core.device_report()
         layout.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
+        if ok:  # load the model while the artist picks photos, not on the click (no-op once loaded)
+            ops.preload(s.model_path, s.device)
         layout.prop(s, "model_path")
         row = layout.row(align=True)
         row.prop(s, "fit_to_photos")

@@ -160,6 +160,15 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
             cams = [Camera.from_fov(512, 512, 40, R=look_at_rotation(a, 0, 0), t=[0, 0, 0.6]) for a in (-30, 0, 30)]
             res["reconstruct_3view"] = timeit(lambda: rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3),
                                               max(5, runs // 2), sync=sync)
+            if name == "default":  # the photo-texture bake an artist waits for (the UV layout is cached, as in a session)
+                from .texture import bake_texture
+
+                for V, r in ((1, rec.reconstruct([photo], landmarks=lms)),
+                             (3, rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3))):
+                    for size in (2048, 4096):
+                        res[f"texture_bake_{size}_{V}view"] = timeit(
+                            lambda: bake_texture(r.final_vertices, [photo] * V, r.cameras, tpl, size=size),
+                            max(3, runs // 4), warmup=1)
             if fit is not None and name == "default":
                 for V, r in ((1, rec.reconstruct([photo], landmarks=lms)),
                              (3, rec.reconstruct([photo] * 3, cameras=cams, landmarks=lms * 3))):
@@ -194,12 +203,52 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
     return report
 
 
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def bench_blender(runs: int = 5, photos: int = 12, log: Callable[..., None] = print) -> dict:
+    """The artist's side, each in a fresh process with the bpy module (as an artist starts
+    Blender or a batch): ``scripts/bench_blender.py`` (click to finished scene with the panel's
+    defaults, first click and median of ``runs``) and ``scripts/batch.py`` over ``photos`` copies of
+    the astronaut to .blend + .glb with a 2K texture (photos a minute from process start, peak RSS)."""
+    import subprocess
+    import tempfile
+
+    import cv2
+    from skimage import data
+
+    if not (SCRIPTS / "bench_blender.py").exists():
+        raise RuntimeError(f"bench --blender needs the repository's scripts/ (not found beside {Path(__file__).parent})")
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="glvd-bench-") as tmp:
+        tmp = Path(tmp)
+        subprocess.run([sys.executable, str(SCRIPTS / "bench_blender.py"), "--runs", str(runs), "--json",
+                        str(tmp / "click.json")], check=True, capture_output=True)
+        out["click"] = json.loads((tmp / "click.json").read_text())
+        (tmp / "in").mkdir()
+        for i in range(photos):
+            cv2.imwrite(str(tmp / "in" / f"face{i:03d}.png"), np.ascontiguousarray(data.astronaut()[..., ::-1]))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(SCRIPTS / "batch.py"), "--input", str(tmp / "in"), "--output",
+                        str(tmp / "out"), "--formats", "blend,glb", "--texture", "2048"], check=True, capture_output=True)
+        wall = time.perf_counter() - t0
+        rep = json.loads((tmp / "out" / "report.json").read_text())
+        out["batch"] = dict(photos=photos, formats="blend,glb", texture=2048, wall_s=round(wall, 2),
+                            photos_per_minute=round(60 * photos / wall, 1), peak_rss_mb=rep["peak_rss_mb"],
+                            rss_mb=[e["rss_mb"] for e in rep["results"]])
+    log(f"blender: click to result {out['click']['click_to_result_s']:.2f} s (first {out['click']['first_click_s']:.2f} s), "
+        f"batch {out['batch']['photos_per_minute']:.1f} photos/min, peak {out['batch']['peak_rss_mb']:.0f} MB")
+    return out
+
+
 def main_bench(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     from .cli import fit_options
 
     rep = run_bench(tuple(a.config), a.device, a.runs, a.batch, fit=fit_options(a))
+    if a.blender:
+        rep["results"]["blender"] = bench_blender(runs=max(3, a.runs // 4))
     text = json.dumps(rep, indent=1)
     if a.json:
         from .io import atomic_write_bytes

@@ -1,6 +1,7 @@
 """Figures for docs/RESULTS.md: per-step error plot and reconstructions overlaid on the example photos.
 
-    python scripts/make_figures.py
+    python scripts/make_figures.py            # all of RESULTS.md's figures
+    python scripts/make_figures.py wait       # docs/PERFORMANCE.md's click-to-result plot
 """
 import json
 import sys
@@ -102,7 +103,44 @@ def fit_figure(photo, out):
     print(f"wrote {out}; fit: {len(res.fit.steps)} iterations, {res.fit.seconds:.2f} s; notes: {res.notes}")
 
 
+# the wait before the two-scale bake and the background model load, as the performance issue measured
+# it in Blender (one photo, panel defaults; seconds per stage, "read photos" not broken out then)
+WAIT_BEFORE_S = {"model wait": 3.2, "descent": 2.3, "texture": 17.7, "arkit": 0.4, "write scene": 0.4}
+
+
+def wait_plot(src=ROOT / "docs/results/bench_cpu_default.json", out=ROOT / "docs/results/click_to_result.png"):
+    """Stacked bars: where an artist's click-to-result time goes, before and now (``bench --blender``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.loads(Path(src).read_text())["results"]["blender"]["click"]  # bench --blender
+    rows = {"before (issue)": WAIT_BEFORE_S, "first click now": d["first_click_stages"],
+            "next clicks now (median)": d["stages_median_s"]}
+    stages = list(dict.fromkeys(k for r in rows.values() for k in r))
+    fig, ax = plt.subplots(figsize=(7, 2.6), dpi=110)
+    for y, (name, r) in enumerate(rows.items()):
+        left = 0.0
+        for i, k in enumerate(stages):
+            w = max(0.0, r.get(k, 0.0))
+            ax.barh(y, w, left=left, color=plt.cm.tab10(i), label=k if y == 0 or k not in WAIT_BEFORE_S else None)
+            left += w
+        ax.text(left + 0.2, y, f"{left:.1f} s", va="center")
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from click to finished face (one photo, 2K texture, ARKit keys)")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, fontsize=7, ncol=4, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["wait"]:
+        wait_plot()
+        sys.exit(0)
     per_step_plot()
     for name in ("astronaut.png", "grace_hopper.jpg"):
         overlay(ROOT / "docs/examples" / name, ROOT / "docs/results" / f"reconstruction_{Path(name).stem}.png")

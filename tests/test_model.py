@@ -315,6 +315,7 @@ def test_bench_times_the_bundled_model_end_to_end():
     rep = run_bench(configs=("default",), device="cpu", runs=1, batch=2, log=lambda *_: None)
     res = rep["results"]["default"]
     assert res["model"].startswith("bundled") and res["iterations"] == Reconstructor.from_pretrained().cfg.inference.iterations
-    for k in ("reconstruct_1photo_end_to_end", "reconstruct_1view", "descent_step_1view", "batch_2_faces"):
+    for k in ("reconstruct_1photo_end_to_end", "reconstruct_1view", "descent_step_1view", "batch_2_faces",
+              "texture_bake_2048_1view", "texture_bake_4096_3view"):
         assert res[k]["runs"] >= 1 and res[k]["median_ms"] > 0, k
     assert res["diagonal_speedup_vs_full_output"] > 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 
 def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -45,6 +44,8 @@ def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     (P, 3) and the index of its face (P,) (candidates: the k nearest face centroids)."""
     v = np.asarray(vertices, np.float64)
     cent = v[faces].mean(1)
+    from scipy.spatial import cKDTree  # here, not at import: reconstructing a photo never needs it
+
     _, cand = cKDTree(cent).query(points, k=min(k, len(faces)))
     cand = cand.reshape(len(points), -1)
     tri = faces[cand]
