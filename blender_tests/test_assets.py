@@ -1,5 +1,7 @@
 """Beyond the mesh: photo texture, ARKit shape keys, neutral option and exports — what an
 artist uses the same afternoon."""
+from pathlib import Path
+
 import bpy
 import numpy as np
 import pytest
@@ -114,3 +116,33 @@ def test_exports_reimport_with_the_same_mesh(addon, synthetic_photo, tmp_path, f
     if fmt == "obj":
         assert "map_Kd face_" in (tmp_path / "face.mtl").read_text()
     assert set(exporters.FORMATS) >= {"glb", "fbx", "obj", "gltf", "blend"}
+
+
+def test_an_export_cut_short_is_refused_and_leaves_nothing(addon, synthetic_photo, tmp_path, monkeypatch):
+    """Blender's exporters can report success on a file a full disk cut short: the export checks
+    the file, raises, and leaves no file under the final name; --skip-existing redoes such inputs."""
+    from glvd_blender import exporters
+
+    job, face = reconstruct(synthetic_photo, keyframe_descent=False, bake_texture=False)
+    good = {f: exporters.export(f, tmp_path / f"good.{f}", [face]) for f in ("blend", "glb", "obj", "fbx")}
+    assert all(exporters.is_complete(f, p, 14342 if f == "obj" else None) for f, p in good.items())
+    for f, p in good.items():  # a truncated copy of each is not complete
+        cut = tmp_path / f"cut.{f}"
+        cut.write_bytes(p.read_bytes()[: p.stat().st_size * 2 // 3])
+        assert not exporters.is_complete(f, cut), f
+    real_wm = bpy.ops.wm
+
+    class FullDiskWM:  # the OBJ exporter "succeeds" but a third of the file made it to disk
+        def __getattr__(self, name):
+            return getattr(real_wm, name)
+
+        def obj_export(self, **kw):
+            real_wm.obj_export(**kw)
+            path = Path(kw["filepath"])
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+            return {"FINISHED"}
+
+    monkeypatch.setattr(bpy.ops, "wm", FullDiskWM(), raising=False)
+    with pytest.raises(OSError, match="did not complete"):
+        exporters.export("obj", tmp_path / "full_disk.obj", [face])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("full_disk", ".full_disk"))]

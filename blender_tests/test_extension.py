@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import bpy
+import cv2
 import numpy as np
 import pytest
 
@@ -266,9 +267,16 @@ def test_batch_end_to_end_with_a_corrupt_image(tmp_path, synthetic_photo, tiny_m
     assert v.shape == (7225, 3) and f.shape == (14342, 3)
     assert not list(out.glob(".*tmp*"))
     # resumed with --skip-existing: the finished input is not redone
-    r2 = subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True)
+    subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True)
     rep2 = json.loads((out / "report.json").read_text())
     assert {e["name"]: e["status"] for e in rep2["results"]} == {"good": "skipped", "corrupt": "error"}
+    # an output cut short (a full disk, a killed copy) is not "existing": the input is redone
+    obj = out / "good.obj"
+    obj.write_bytes(obj.read_bytes()[: obj.stat().st_size // 2])
+    subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True)
+    rep3 = json.loads((out / "report.json").read_text())
+    assert {e["name"]: e["status"] for e in rep3["results"]} == {"good": "ok", "corrupt": "error"}
+    assert read_obj(obj)[1].shape == (14342, 3)
 
 
 @pytest.mark.slow
@@ -305,3 +313,72 @@ def test_killed_batch_resumes_without_redoing_or_corrupting(tmp_path, synthetic_
         v, f = read_obj(out / f"p{i}.obj")
         assert v.shape == (7225, 3) and f.shape == (14342, 3)
     assert not list(out.glob(".*tmp*"))
+
+
+def test_bench_blender_times_the_artists_click_to_result(tmp_path):
+    """scripts/bench_blender.py (what `bench --blender` runs) reports the first click, the
+    background model load and the click-to-result with its stages, for the panel's defaults."""
+    out = tmp_path / "click.json"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/bench_blender.py"), "--runs", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    assert 0 < rep["click_to_result_s"] <= rep["first_click_s"] + 5 and rep["model_preload_s"] > 0
+    stages = rep["stages_median_s"]
+    assert {"read photos", "descent", "texture", "arkit", "write scene"} <= set(stages)
+    assert abs(sum(stages.values()) - rep["click_to_result_s"]) < 0.05
+
+
+def _batch(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "scripts/batch.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_batch_keeps_every_result_when_stems_collide_and_reads_gifs(tmp_path, synthetic_photo, tiny_model):
+    """face.png and face.jpg both get their own results; a GIF is read like any photo; a file that
+    is not a photo is named as ignored, not silently skipped."""
+    img = cv2.imread(str(synthetic_photo.path / "view_00.png"))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "face.png"), img)
+    cv2.imwrite(str(inp / "face.jpg"), img)
+    from PIL import Image
+
+    Image.fromarray(img[..., ::-1]).save(inp / "anim.gif")
+    (inp / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    r = _batch("--input", inp, "--output", out, "--formats", "obj", "--model", tiny_model, "--iterations", "2",
+               "--texture", "0", "--no-arkit")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ignored 1 file(s) that are not photos, e.g. notes.txt" in r.stdout
+    rep = {e["name"]: e["status"] for e in json.loads((out / "report.json").read_text())["results"]}
+    assert rep == {"anim": "ok", "face_jpg": "ok", "face_png": "ok"}
+    assert {p.name for p in out.glob("*.obj")} == {"anim.obj", "face_jpg.obj", "face_png.obj"}
+
+
+def test_batch_refuses_bad_global_options_with_one_line(tmp_path, tiny_model):
+    """Bad options fail at once with one line (exit 2), before any input, and claim no report."""
+    import torch
+
+    (tmp_path / "empty").mkdir()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "p.png"), np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "a_file").write_text("")
+    cases = [(["--input", tmp_path / "empty"], "no photos in"),
+             (["--input", photos, "--iterations", "-3"], "--iterations -3: choose 0..100"),
+             (["--input", photos, "--texture", "3"], "--texture 3"),
+             (["--input", photos, "--model", tmp_path / "missing.pt"], "no such model file"),
+             (["--input", photos, "--model", tmp_path / "empty.pt"], "the file is empty"),
+             (["--input", photos, "--output", tmp_path / "a_file" / "out"], "cannot write there")]
+    if not torch.cuda.is_available():
+        cases.append((["--input", photos, "--device", "cuda"], "CUDA is not available"))
+    for args, why in cases:
+        if "--output" not in args:
+            args = [*args, "--output", tmp_path / "out"]
+        r = _batch(*args, timeout=300)
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr + r.stdout, (args, r.stderr[-2000:])
+        assert "report:" not in r.stdout
+    assert not (tmp_path / "out" / "report.json").exists()
+

@@ -17,55 +17,82 @@ are in memory at once and the scene is reset between inputs, so memory stays fla
 number of inputs (each report entry records the process's resident memory).
 """
 import argparse
+import gc
 import json
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blender_args import script_args, use_checkout  # noqa: E402
 
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}  # what load_photo reads
 
 
 def collect(inputs, views_per_subject):
-    jobs = []
+    """(name, photos, source) per reconstruction, and the files in the input folders that are not
+    photos. Names are unique: inputs that share a stem (face.png, face.jpg; a/face.png, b/face.png)
+    are told apart by their extension, then their folder, so no result overwrites another."""
+    jobs, ignored = [], []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            photos = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXT and "_mask" not in f.stem)
+            files = sorted(f for f in p.iterdir() if f.is_file())
+            photos = [f for f in files if f.suffix.lower() in IMAGE_EXT and "_mask" not in f.stem]
+            ignored += [f for f in files if f.suffix.lower() not in IMAGE_EXT]
             if views_per_subject > 1:
                 jobs.append((p.name, photos[:views_per_subject], p))
             else:
                 jobs += [(f.stem, [f], f) for f in photos]
         else:
             jobs.append((p.stem, [p], p))
-    return jobs
+    for rename in (lambda n, src: f"{n}_{src.suffix.lstrip('.').lower()}" if src.suffix else n,
+                   lambda n, src: f"{src.resolve().parent.name}_{n}"):
+        count = Counter(name for name, _, _ in jobs)
+        jobs = [(rename(n, src) if count[n] > 1 else n, ph, src) for n, ph, src in jobs]
+    count = Counter(name for name, _, _ in jobs)
+    seen = Counter()
+    for i, (n, ph, src) in enumerate(jobs):  # still equal (the same file twice): numbered
+        if count[n] > 1:
+            seen[n] += 1
+            jobs[i] = (f"{n}_{seen[n]}", ph, src)
+    return jobs, ignored
 
 
 def memory_mb():
-    """(current, peak) resident memory of this process in MB (None where the OS does not say)."""
+    """(current, peak) resident memory of this process in MB (None where the OS does not say).
+    The peak is /proc's VmHWM where there is one: getrusage's ru_maxrss survives exec on Linux, so
+    it would report the parent's peak for a batch started from a large process."""
     cur = peak = None
     try:
-        with open("/proc/self/statm") as f:
-            cur = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        import resource
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        cur, peak = (int(status[k].split()[0]) / 1e3 for k in ("VmRSS", "VmHWM"))
+    except (OSError, KeyError, ValueError):
+        try:
+            import resource
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e3 if sys.platform != "darwin" else 1e6)
-    except ImportError:
-        pass
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e3 if sys.platform != "darwin" else 1e6)
+        except ImportError:
+            pass
     return cur, peak
 
 
 def atomic_json(path, obj):
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fail(message):
+    """One line on stderr and exit status 2: a bad global option, before any input is touched."""
+    print(f"batch.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
@@ -86,6 +113,28 @@ def main(argv):
     ap.add_argument("--fit-iterations", type=int, default=10, help="iterations of that fit (default 10)")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
+    if not 0 <= a.iterations <= 100:
+        ap.error(f"--iterations {a.iterations}: choose 0..100 (0: the model's default)")
+    if a.texture not in (0, 1024, 2048, 4096):
+        ap.error(f"--texture {a.texture}: choose 1024, 2048 or 4096 (or 0: none)")
+    if not 1 <= a.fit_iterations <= 100:
+        ap.error(f"--fit-iterations {a.fit_iterations}: choose 1..100")
+    if a.views_per_subject < 1:
+        ap.error(f"--views-per-subject {a.views_per_subject}: choose 1 or more")
+    missing = [s for s in a.input if not Path(s).exists()]
+    if missing:
+        ap.error(f"--input {missing[0]}: no such file or folder")
+    jobs, ignored = collect(a.input, a.views_per_subject)
+    if not jobs:
+        ap.error(f"no photos in {' '.join(a.input)} (looked for {', '.join(sorted(IMAGE_EXT))})")
+    out = Path(a.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".glvd-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        fail(f"--output {out}: cannot write there ({e.strerror or e})")
     use_checkout()
     import bpy
 
@@ -98,15 +147,14 @@ def main(argv):
     bad = [f for f in formats if f not in ext]
     if bad:
         ap.error(f"unknown format(s): {', '.join(bad)} (choose from {', '.join(ext)})")
+    if ignored:
+        print(f"ignored {len(ignored)} file(s) that are not photos, e.g. {ignored[0].name}", flush=True)
 
-    out = Path(a.output)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = collect(a.input, a.views_per_subject)
     report = dict(command=sys.argv, formats=formats, results=[])
     glvd_blender.register()
-    failed = 0
+    failed, report_failed = 0, False
     outputs_of = [{f: out / f"{name}{ext[f]}" for f in formats} for name, _, _ in jobs]
-    skip = [a.skip_existing and all(p.exists() for p in o.values()) for o in outputs_of]
+    skip = [a.skip_existing and all(exporters.is_complete(f, p) for f, p in o.items()) for o in outputs_of]
     fov = bpy.context.scene.glvd.fov
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glvd-read-ahead")
     futures = {}
@@ -127,7 +175,10 @@ def main(argv):
 
     try:
         if not all(skip):
-            ops.get_reconstructor(a.model, a.device)  # load the model once, on this thread
+            try:
+                ops.get_reconstructor(a.model, a.device)  # load the model once, on this thread
+            except Exception as e:  # noqa: BLE001 - a bad --model or --device: one line, not a traceback
+                fail(f"{'--model ' + a.model if a.model else 'the bundled model'} on --device {a.device}: {e}")
         for i, (name, photos, src) in enumerate(jobs):
             t0 = time.time()
             outputs = outputs_of[i]
@@ -144,8 +195,6 @@ def main(argv):
                     s.model_path, s.device, s.iterations = a.model, a.device, a.iterations
                     s.bake_texture = a.texture > 0
                     if a.texture:
-                        if str(a.texture) not in ("1024", "2048", "4096"):
-                            raise ValueError(f"--texture {a.texture}: choose 1024, 2048 or 4096 (or 0)")
                         s.texture_size = str(a.texture)
                     s.arkit_shapes, s.neutral, s.fit_to_photos = not a.no_arkit, a.neutral, a.fit
                     s.fit_iterations = a.fit_iterations
@@ -167,7 +216,12 @@ def main(argv):
             entry["rss_mb"], peak = (round(x, 1) if x else x for x in memory_mb())
             report["peak_rss_mb"] = peak
             report["results"].append(entry)
-            atomic_json(out / "report.json", report)
+            gc.collect()  # the glTF exporter leaves reference cycles holding its buffers: ~25 MB an input otherwise
+            try:
+                atomic_json(out / "report.json", report)
+            except OSError as e:  # e.g. a full disk: said once per input, the batch goes on
+                report_failed = True
+                print(f"could not write {out / 'report.json'}: {e.strerror or e}", file=sys.stderr, flush=True)
             w = 30
             f_ = int(w * (i + 1) / len(jobs))
             print(f"[{'#' * f_}{'.' * (w - f_)}] {i + 1}/{len(jobs)} {name}: {entry['status']}"
@@ -175,8 +229,9 @@ def main(argv):
     finally:
         ahead.shutdown(cancel_futures=True)
         glvd_blender.unregister()
-    print(f"{len(jobs) - failed} of {len(jobs)} inputs done; report: {out / 'report.json'}")
-    return 1 if failed else 0
+    print(f"{len(jobs) - failed} of {len(jobs)} inputs done; "
+          + (f"report: {out / 'report.json'}" if not report_failed else "the report could not be written"))
+    return 1 if failed or report_failed else 0
 
 
 if __name__ == "__main__":
