@@ -171,9 +171,28 @@ def test_training_killed_with_sigkill_resumes_with_the_same_losses(tiny_dataset,
         return last
 
     a, b = losses(ref), losses(run)
+    logged = [(json.loads(l)["stage"], json.loads(l)["step"]) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(logged) == len(set(logged))  # the steps redone after the resume are logged once
     assert a.keys() == b.keys()
     np.testing.assert_allclose([b[k] for k in sorted(a)], [a[k] for k in sorted(a)], rtol=1e-5, atol=1e-6)
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_resume_says_when_the_only_checkpoint_was_cut_off(tiny_dataset, tmp_path, capsys):
+    """Killed while writing its first checkpoint: --resume says there is nothing to resume and
+    why, clears the partial file and the lost steps' metrics, and starts over."""
+    from glvd_core.model.config import get_config
+    from glvd_core.train.trainer import Trainer, TrainOptions
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".last.pt.tmp").write_bytes(b"")
+    (out / "metrics.jsonl").write_text('{"stage": "sdf", "step": 1, "loss": 1.0}\n')
+    cfg = get_config("tiny", sdf_steps=1, kp_steps=1, vertex_steps=1)
+    Trainer(cfg, tiny_dataset, out, TrainOptions(progress=False), resume=True)
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and ".last.pt.tmp" in err and "cut off while being written" in err
+    assert not (out / ".last.pt.tmp").exists() and not (out / "metrics.jsonl").exists()
 
 
 def test_every_kind_of_bad_model_file_gets_one_clear_line(tmp_path):
@@ -271,3 +290,61 @@ def test_a_huge_photo_is_read_in_bounded_memory(tmp_path):
     cv2.imwrite(str(bomb), np.zeros((14000, 14000), np.uint8))
     with pytest.raises(InputError, match="more than 178 megapixels"):
         load_photo(bomb)
+
+
+def test_fuzz_the_cli_every_bad_input_is_one_line_and_leaves_no_file(tmp_path, tiny_dataset, capsys):
+    """>= 500 generated bad inputs through `python -m glvd_core reconstruct` (in process): truncated,
+    corrupted and odd-format photos, malformed cameras.json, bad masks and broken model files.
+    Each ends with a non-zero exit and one line naming the bad file, never a traceback, and no
+    result file appears (a mutation that still reads as a photo may also give a whole result)."""
+    import torch
+
+    from glvd_core.cli import main
+
+    rng = np.random.default_rng(2026)
+    png, jpg, _ = _valid_files(tmp_path)
+    face = tiny_dataset / "scene_00000" / "view_00.png"
+    assert face.exists()
+    ck = torch.load(ROOT / "glvd_core/assets/glvd_default.pt", weights_only=True)
+    small_ck = tmp_path / "small_ck.pt"
+    torch.save(dict(format=ck["format"], config=ck["config"], template_sha256=ck["template_sha256"], model={}), small_ck)
+    good_ck = small_ck.read_bytes()
+    out = tmp_path / "out" / "m.obj"
+    out.parent.mkdir()
+    cases = []
+    odd = [".png", ".jpg", ".gif", ".webp", ".tiff", ".bmp", ".jpeg"]
+    for i in range(220):  # photos
+        p = tmp_path / f"photo{i}{odd[i % len(odd)]}"
+        p.write_bytes(_mutate(rng, png if i % 2 else jpg) if i % 11 else b"")
+        cases.append(([str(p)], p.name))
+    for i in range(130):  # cameras.json: broken JSON, wrong structures, wrong counts
+        p = tmp_path / f"cams{i}.json"
+        text = json.dumps({"views": [{"R": rng.random((3, 3)).tolist(), "t": [0, 0, "x"][: i % 4],
+                                      "K": [[1, 0]], "width": -i, "height": 0}] * (i % 3)})
+        p.write_text(text[: rng.integers(1, len(text))] if i % 2 else text)
+        cases.append(([str(face), "--cameras", str(p)], p.name))
+    for i in range(90):  # masks: corrupt files and wrong sizes
+        p = tmp_path / f"mask{i}.png"
+        if i % 2:
+            p.write_bytes(_mutate(rng, png))
+        else:
+            cv2.imwrite(str(p), np.zeros((int(rng.integers(1, 90)), int(rng.integers(1, 90))), np.uint8))
+        cases.append(([str(face), "--masks", str(p)], p.name))
+    for i in range(70):  # model files: empty, truncated, corrupted, random
+        p = tmp_path / f"model{i}.pt"
+        p.write_bytes(_mutate(rng, good_ck))
+        cases.append(([str(face), "--weights", str(p)], p.name))
+    assert len(cases) >= 500
+    failures = 0
+    for args, name in cases:
+        rc = main(["reconstruct", *args, "--output", str(out), "--iterations", "1"])
+        err = capsys.readouterr().err.strip()
+        if rc == 0:  # the mutation still read as valid input: then the result is whole
+            assert out.exists() and out.stat().st_size > 100_000, name
+            out.unlink()
+            continue
+        failures += 1
+        assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
+        assert name in err, (name, err)
+        assert not list(out.parent.iterdir()), (name, list(out.parent.iterdir()))
+    assert failures >= 450

@@ -101,8 +101,18 @@ class Trainer:
         self.bank = SceneBank(data, cfg, self.tpl, max_scenes=self.opts.max_scenes or None,
                               log=print if self.rank == 0 else (lambda *a: None))
         self.opt_state = None
+        if resume and not last.exists() and self.rank == 0:
+            partial = [p.name for p in (self.out / ".last.pt.tmp", self.out / "last.pt.tmp") if p.exists()]
+            why = (f"the only checkpoint ({partial[0]}) was cut off while being written" if partial
+                   else "it holds no checkpoint yet")
+            print(f"nothing to resume in {self.out}: {why}; starting from the beginning", file=sys.stderr)
+            for name in partial:
+                (self.out / name).unlink()
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)  # lines of the lost steps
         if resume and last.exists():
             self._load(last)
+            if self.rank == 0:
+                self._trim_metrics()
         elif self.opts.init:
             self._init_from(self.opts.init)
         if self.rank == 0:
@@ -127,6 +137,24 @@ class Trainer:
         self.opt_state = ck.get("optimizer")
         if self.rank == 0:
             print(f"resumed {path}: stage {self.stage}, step {self.step}")
+
+    def _trim_metrics(self):
+        """Drop the metrics.jsonl lines of steps after the checkpoint: they are trained (and logged)
+        again after a resume, and would otherwise appear twice."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        order = {name: i for i, name in enumerate(STAGES)}
+        here = (order.get(self.stage, len(STAGES)), self.step)
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                m = json.loads(line)
+                if (order.get(m["stage"], len(STAGES)), int(m["step"])) <= here:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut off by the kill
+        path.write_text("".join(f"{line}\n" for line in keep))
 
     def _init_from(self, path):
         src = GLVDConfig.from_dict(self._read_weights(path)["config"])
