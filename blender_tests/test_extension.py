@@ -324,6 +324,7 @@ def test_bench_blender_times_the_artists_click_to_result(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rep = json.loads(out.read_text())
     assert 0 < rep["click_to_result_s"] <= rep["first_click_s"] + 5 and rep["model_preload_s"] > 0
+    assert rep["refit_s"] > 0 and len(rep["refit_all_s"]) == 1
     stages = rep["stages_median_s"]
     assert {"read photos", "descent", "texture", "arkit", "write scene"} <= set(stages)
     assert abs(sum(stages.values()) - rep["click_to_result_s"]) < 0.05
@@ -382,3 +383,79 @@ def test_batch_refuses_bad_global_options_with_one_line(tmp_path, tiny_model):
         assert "report:" not in r.stdout
     assert not (tmp_path / "out" / "report.json").exists()
 
+
+
+def test_refit_holds_a_moved_keypoint_and_is_one_undo_step(addon, synthetic_photo):
+    """Move a keypoint empty, press Refit: the face is reconstructed again with that keypoint held
+    where the artist put it (the others free), in place of the old one and under the same names;
+    one undo brings the previous face back."""
+    from glvd_blender import ops
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    face = bpy.data.objects["GLVD Face"]
+    before = counts()
+    v0 = np.array([v.co[:] for v in face.data.vertices])
+    e = bpy.data.objects["GLVD Keypoint 05"]
+    target = np.array(e.matrix_world.translation) + [0.0, 0.0, 0.008]  # 8 mm up
+    e.location = (np.array(e.location) + [0.0, 0.0, 0.008]).tolist()
+    bpy.context.view_layer.update()
+    assert set(ops.moved_keypoints(face)) == {5}
+    bpy.ops.ed.undo_push(message="before refit")
+    assert bpy.ops.glvd.refit() == {"FINISHED"}
+    bpy.ops.ed.undo_push(message="GLVD Refit")
+    face = bpy.data.objects["GLVD Face"]
+    assert counts() == before  # replaced, not added: same objects, no orphaned data
+    assert sorted(ops.keypoint_empties(face)) == list(range(18))
+    assert face["glvd_source"]["held"].to_dict().keys() == {"5"}
+    kp = np.array(bpy.data.objects["GLVD Keypoint 05"].matrix_world.translation)
+    assert np.linalg.norm(kp - target) < 1e-4  # held where the artist put it
+    v1 = np.array([v.co[:] for v in face.data.vertices])
+    moved = np.linalg.norm(v1 - v0, axis=1)
+    near = np.linalg.norm(v0 + np.array(face.matrix_world.translation) - target, axis=1) < 0.02
+    assert moved[near].mean() > 1e-3  # the surface around the keypoint followed
+    assert "Refit in" in bpy.context.scene.glvd.status
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    face = bpy.data.objects["GLVD Face"]
+    assert np.abs(np.array([v.co[:] for v in face.data.vertices]) - v0).max() == 0
+
+
+def test_refit_failure_leaves_the_face_untouched(addon, synthetic_photo, tmp_path):
+    import shutil
+
+    photo = tmp_path / "p.png"
+    shutil.copy(synthetic_photo.path / "view_00.png", photo)
+    add_photo(photo)
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    names = sorted(o.name for o in bpy.data.objects)
+    photo.unlink()
+    with pytest.raises(RuntimeError, match="photo not found"):  # an operator's ERROR report, from Python
+        bpy.ops.glvd.refit()
+    assert "photo not found" in bpy.context.scene.glvd.status
+    assert sorted(o.name for o in bpy.data.objects) == names
+
+
+def test_batch_reads_each_inputs_pins_and_keypoints_beside_it(tmp_path, synthetic_photo, tiny_model):
+    """NAME_pins.json and NAME_keypoints.json beside a photo guide that input (pins turn the fit
+    on); a bad entry fails that input with a message naming the file and the entry."""
+    import shutil
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for n in ("a", "b"):
+        shutil.copy(synthetic_photo.path / "view_00.png", inp / f"{n}.png")
+    cam = synthetic_photo.cameras[0]
+    v = synthetic_photo.vertices_m
+    px = cam.project(v[[1000, 2000, 3000]])
+    (inp / "a_pins.json").write_text(json.dumps({"pins": [{"view": 0, "vertex": i, "pixel": p.tolist()}
+                                                          for i, p in zip((1000, 2000, 3000), px)]}))
+    (inp / "a_keypoints.json").write_text(json.dumps({"keypoints": {"3": [0.0, 0.0, 0.5]}}))
+    (inp / "b_keypoints.json").write_text(json.dumps({"keypoints": {"99": [0.0, 0.0, 0.5]}}))
+    out = tmp_path / "out"
+    r = _batch("--input", inp, "--output", out, "--formats", "obj", "--model", tiny_model, "--iterations", "2",
+               "--texture", "0", "--no-arkit")
+    assert r.returncode == 1 and "ignored" not in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    rep = {e["name"]: e for e in json.loads((out / "report.json").read_text())["results"]}
+    assert rep["a"]["status"] == "ok" and rep["a"]["guides"] == ["a_pins.json", "a_keypoints.json"]
+    assert rep["b"]["status"] == "error" and "b_keypoints.json" in rep["b"]["message"] and "99" in rep["b"]["message"]
+    assert not (out / "b.obj").exists()

@@ -12,6 +12,7 @@ classes = (
     props.GLVD_PG_photo,
     props.GLVD_PG_settings,
     ops.GLVD_OT_reconstruct,
+    ops.GLVD_OT_refit,
     ops.GLVD_OT_add_photo,
     ops.GLVD_OT_remove_photo,
     ops.GLVD_OT_export_face,
@@ -33,4 +34,5 @@ def unregister() -> None:
     for c in reversed(classes):
         bpy.utils.unregister_class(c)
     ops._MODELS.clear()
+    ops._PREPARED.clear()
     core.forget_environments()

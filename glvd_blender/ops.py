@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bpy
@@ -76,7 +77,8 @@ class Job:
     options: object               # glvd_core.pipeline.PipelineOptions
     model_path: str
     device: str
-    prepared: tuple | None = None  # Reconstructor.prepare's output, made ahead (batch read-ahead)
+    prepared: tuple | None = None  # Reconstructor.prepare's output, made ahead (batch read-ahead, refit cache)
+    to_blender: np.ndarray | None = None  # 4x4 frame map to keep (a refit lands where the face was)
     stage: str = ""
     step: int = 0
     total: int = 0
@@ -172,13 +174,21 @@ def extras_of(result: PipelineResult) -> scene_writer.Extras:
 def write(context: bpy.types.Context, job: Job) -> dict:
     s = settings(context)
     r = job.result.reconstruction
-    M = {"camera": lambda: scene_writer.camera_frame_to_blender(r.final_vertices),
-         "head": lambda: scene_writer.HEAD_FRAME_TO_BLENDER,
-         "identity": lambda: np.eye(4)}[job.to_blender_kind]()
+    M = job.to_blender if job.to_blender is not None else {
+        "camera": lambda: scene_writer.camera_frame_to_blender(r.final_vertices),
+        "head": lambda: scene_writer.HEAD_FRAME_TO_BLENDER,
+        "identity": lambda: np.eye(4)}[job.to_blender_kind]()
     out = scene_writer.write_reconstruction(
         context.scene, r, job.photos, M, add_keypoints=s.add_keypoints, keyframe_descent=s.keyframe_descent,
         frames_per_step=s.frames_per_step, add_cameras=s.add_cameras, smooth_shading=s.smooth_shading,
         extras=extras_of(job.result))
+    held = job.options.reconstruct.keypoints or {}
+    # what Refit needs to run this reconstruction again from the same photos, in the same place
+    out["face"]["glvd_source"] = dict(
+        photos=list(job.photos), kind=job.to_blender_kind, to_blender=np.asarray(M, float).ravel().tolist(),
+        cameras=[c.to_dict() for c in job.inputs.cameras] if job.inputs.cameras else [],
+        keypoints_m=np.asarray(r.keypoints[-1], float).ravel().tolist(),
+        held={str(j): [float(x) for x in v] for j, v in held.items()})
     for o in context.view_layer.objects:
         o.select_set(False)
     out["face"].select_set(True)
@@ -274,6 +284,161 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
         wm.progress_end()
         if context.workspace:
             context.workspace.status_text_set(None)
+
+
+_PREPARED: dict = {}  # Refit's cache: the photos read and prepared for the network, one entry
+
+
+def _prepared_inputs(source: dict, fov: float, model_path: str, device: str) -> tuple:
+    """(Inputs, prepared) for a face's photos, from the cache while the photo files, the cameras
+    and the model are unchanged; otherwise read and prepared again."""
+    import os
+
+    pipeline, cameras_mod = core.import_core("pipeline"), core.import_core("cameras")
+    photos = [str(p) for p in source["photos"]]
+    key = (tuple(photos), tuple(os.stat(p).st_mtime_ns for p in photos), fov, str(source.get("cameras")),
+           _model_key(model_path, device))
+    if key not in _PREPARED:
+        inputs = pipeline.load_inputs(photos, default_fov_deg=fov)
+        if source.get("cameras"):
+            inputs.cameras = [cameras_mod.Camera.from_dict(dict(d)) for d in source["cameras"]]
+        rec = get_reconstructor(model_path, device)
+        prepared = rec.prepare(inputs.images, inputs.masks, inputs.cameras, intrinsics=inputs.intrinsics, names=photos)
+        _PREPARED.clear()
+        _PREPARED[key] = (inputs, prepared)
+    return _PREPARED[key]
+
+
+def keypoint_empties(face: bpy.types.Object) -> dict:
+    """Keypoint index -> the face's "GLVD Keypoint NN" empty."""
+    return {int(o.name.split()[-1].split(".")[0]): o for o in face.children
+            if o.type == "EMPTY" and o.name.startswith("GLVD Keypoint ")}
+
+
+def moved_keypoints(face: bpy.types.Object) -> dict:
+    """Keypoint index -> (3,) output-frame metres, for every empty the artist has moved away from
+    the descent's result (or held in an earlier refit): what Refit holds."""
+    src = face["glvd_source"].to_dict()
+    M = np.array(src["to_blender"]).reshape(4, 4)
+    final = np.array(src["keypoints_m"]).reshape(-1, 3)
+    held = {int(j): np.array(v) for j, v in src.get("held", {}).items()}
+    for j, e in keypoint_empties(face).items():
+        p_world = np.array(e.matrix_world.translation, float)
+        p = np.linalg.solve(M[:3, :3], p_world - M[:3, 3])  # Blender world -> the result's frame
+        if np.linalg.norm(p - final[j]) > 1e-4:  # 0.1 mm: a move, not float round-off
+            held[j] = p
+    return {j: tuple(float(x) for x in v) for j, v in held.items()}
+
+
+def gather_refit(context: bpy.types.Context, face: bpy.types.Object) -> Job:
+    """The Job that runs ``face``'s reconstruction again with its moved keypoints held, from the same
+    photos and cameras, with the panel's current settings; raises ValueError for the artist."""
+    clicked = time.time()
+    pipeline = core.import_core("pipeline")
+    s = settings(context)
+    if "glvd_source" not in face:
+        raise ValueError(f"{face.name} was not made by this version of GLVD: reconstruct it again to refit")
+    src = face["glvd_source"].to_dict()
+    missing = [p for p in src["photos"] if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"photo not found: {missing[0]}")
+    held = moved_keypoints(face)
+    inputs, prepared = _prepared_inputs(src, s.fov, s.model_path, s.device)
+    options = pipeline.PipelineOptions(
+        pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed, keypoints=held or None),
+        fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
+        texture_size=int(s.texture_size) if s.bake_texture else 0, neutral=s.neutral, arkit=s.arkit_shapes)
+    job = Job(inputs, src["kind"], options, s.model_path, s.device, prepared=prepared, started=clicked)
+    job.to_blender = np.array(src["to_blender"]).reshape(4, 4)
+    return job
+
+
+def _data_of(objects: list) -> list:
+    """(bpy.data collection name, datablock) pairs the objects use."""
+    out = []
+    for o in objects:
+        if o.animation_data and o.animation_data.action:
+            out.append(("actions", o.animation_data.action))
+        if o.type == "MESH":
+            keys = o.data.shape_keys
+            if keys is not None and keys.animation_data and keys.animation_data.action:
+                out.append(("actions", keys.animation_data.action))
+            out.append(("meshes", o.data))
+            for m in o.data.materials:
+                if m is not None:
+                    out.append(("materials", m))
+                    out += [("images", n.image) for n in (m.node_tree.nodes if m.node_tree else [])
+                            if n.type == "TEX_IMAGE" and n.image is not None]
+        elif o.type == "CAMERA":
+            out.append(("cameras", o.data))
+    return out
+
+
+def replace_face(context: bpy.types.Context, old_face: bpy.types.Object, job: Job) -> bpy.types.Object:
+    """Write ``job``'s result and remove ``old_face`` with what was made with it (keypoint empties,
+    photo cameras, its collection and now unused data); the new objects take the old names. The
+    new result is written first: if that fails, the old face is untouched."""
+    old_col = next((c for c in old_face.users_collection if c.name.startswith("GLVD Reconstruction")), None)
+    old_objects = list(old_col.objects) if old_col is not None else [old_face, *old_face.children]
+    names = {o.name: o for o in old_objects}
+    col_name = old_col.name if old_col is not None else None
+    out = write(context, job)
+    used = _data_of(old_objects)
+    for o in old_objects:
+        bpy.data.objects.remove(o, do_unlink=True)
+    order = ("meshes", "cameras", "actions", "materials", "images")  # users first: a mesh holds its key's action
+    for kind, name in sorted(dict.fromkeys((k, b.name) for k, b in used), key=lambda kb: order.index(kb[0])):
+        block = getattr(bpy.data, kind).get(name)
+        if block is not None and block.users == 0:
+            getattr(bpy.data, kind).remove(block)
+    if old_col is not None:
+        bpy.data.collections.remove(old_col)
+        out["collection"].name = col_name
+    for o in out["objects"]:
+        base = o.name.rsplit(".", 1)[0] if o.name.rsplit(".", 1)[-1].isdigit() else o.name
+        if base in names:
+            o.name = base
+    return out["face"]
+
+
+class GLVD_OT_refit(bpy.types.Operator):
+    """Reconstruct the active face again from its photos, holding the keypoint empties you moved
+    where you put them (one undo step)"""
+
+    bl_idname = "glvd.refit"
+    bl_label = "Refit to Moved Keypoints"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        ob = context.active_object
+        return ob is not None and ob.type == "MESH" and "glvd_source" in ob
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        s = settings(context)
+        face = context.active_object
+        try:
+            job = gather_refit(context, face)
+        except Exception as e:  # noqa: BLE001 - shown to the artist
+            s.status = f"Refit failed: {e}"
+            self.report({"ERROR"}, s.status)
+            return {"CANCELLED"}
+        job.run()  # the photos are prepared already (cached): under a second for one photo
+        if job.error:
+            s.status = f"Refit failed: {job.error}"
+            self.report({"ERROR"}, s.status)
+            return {"CANCELLED"}
+        try:
+            new = replace_face(context, face, job)
+        except Exception as e:  # noqa: BLE001
+            s.status = f"Refit failed: could not write the scene: {e}"
+            self.report({"ERROR"}, s.status)
+            return {"CANCELLED"}
+        context.view_layer.objects.active = new  # write() selected it
+        n = len(job.options.reconstruct.keypoints or {})
+        s.status = f"Refit in {time.time() - job.started:.1f} s, {n} keypoint{'s' * (n != 1)} held"
+        self.report({"INFO"}, s.status)
+        return {"FINISHED"}
 
 
 class GLVD_OT_add_photo(bpy.types.Operator, ImportHelper):

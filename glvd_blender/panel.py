@@ -72,6 +72,10 @@ class GLVD_PT_main(bpy.types.Panel):
         if s.status:
             layout.label(text=s.status)
         face = context.active_object
+        if face is not None and "glvd_source" in face:
+            row = layout.row()
+            row.enabled = ok
+            row.operator("glvd.refit", icon="FILE_REFRESH")
         if face is not None and "glvd" in face:
             box = layout.box()
             box.label(text=f"Export {face.name}", icon="EXPORT")
