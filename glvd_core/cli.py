@@ -111,19 +111,15 @@ def _reconstruct(a) -> int:
     import json
     from pathlib import Path
 
-    import numpy as np
-
     from .cameras import load_cameras
     from .io import check_output_paths, write_together
-    from .pipeline import PipelineOptions, load_inputs, run
+    from .pipeline import PipelineOptions, attach_pins, load_inputs, run
     from .reconstruct import ReconstructOptions, Reconstructor
 
     # every option and output path is checked before the work, so a typo costs no reconstruction
-    held = None
-    if a.keypoints:
-        from .reconstruct import load_held_keypoints
+    from .reconstruct import load_held_keypoints
 
-        held = load_held_keypoints(a.keypoints)
+    held = load_held_keypoints(a.keypoints) if a.keypoints else None
     options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect,
                                                  keypoints=held),
                               fit=fit_options(a), texture_size=a.texture, neutral=a.neutral)
@@ -140,14 +136,10 @@ def _reconstruct(a) -> int:
                 raise ValueError(f"{path}: photos with cameras.json must be at most 2048 px (cameras are in their pixels)")
         inputs.cameras = cams
     if a.pins:
-        from .fitting import Pin, load_pins
-        from .template import load_template
-
-        sizes = [(round(im.shape[1] / s), round(im.shape[0] / s)) for im, s in zip(inputs.images, inputs.scales)]
-        per_view = load_pins(a.pins, load_template(), sizes)
-        inputs.pins = [[Pin(p.vertices, p.bary, tuple((np.array(p.pixel) + 0.5) * s - 0.5)) for p in view]
-                       for view, s in zip(per_view, inputs.scales)]  # into the loaded photos' pixels
+        attach_pins(inputs, a.pins)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
+    if a.keypoints:  # the indices against this model's keypoints, naming the file
+        load_held_keypoints(a.keypoints, rec.cfg.arch.num_keypoints)
     res = run(rec, inputs, options)
     r = res.reconstruction
     for n in res.notes:

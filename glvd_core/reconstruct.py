@@ -87,10 +87,11 @@ class ReconstructOptions:
             raise ValueError("clip must be > 0")
 
 
-def load_held_keypoints(path: str | Path) -> dict[int, tuple[float, float, float]]:
+def load_held_keypoints(path: str | Path, num_keypoints: int | None = None) -> dict[int, tuple[float, float, float]]:
     """``keypoints.json`` (``--keypoints``): ``{"keypoints": {"INDEX": [x, y, z], ...}}``, keypoint
     index -> where the artist put it, in the output frame (metres; the frame the result is
-    written in). Raises :class:`InputError` naming the first bad entry."""
+    written in); ``num_keypoints``: the model's count, when known, to check the indices against.
+    Raises :class:`InputError` naming the file and the first bad entry."""
     p = Path(path)
     data = read_json(p)
     if not isinstance(data, dict) or not isinstance(data.get("keypoints"), dict):
@@ -101,6 +102,8 @@ def load_held_keypoints(path: str | Path) -> dict[int, tuple[float, float, float
             raise InputError(f"{p}: keypoint {key!r}: the index must be a non-negative integer")
         if not is_number_list(x, 3):
             raise InputError(f"{p}: keypoint {key}: expected [x, y, z] finite metres, got {x!r}")
+        if num_keypoints is not None and int(key) >= num_keypoints:
+            raise InputError(f"{p}: keypoint {key} does not exist: the model has {num_keypoints} (0..{num_keypoints - 1})")
         out[int(key)] = tuple(float(c) for c in x)
     return out
 

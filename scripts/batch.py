@@ -11,6 +11,10 @@ input: NAME.blend with everything the panel's operator makes, and the requested 
 Every file is written under a temporary name and renamed. A bad input is reported and
 skipped; the exit code is 1 if any input failed, after all good ones are written.
 
+Guides, as on the CLI (``--pins``, ``--keypoints``; schemas in glvd_core/fitting/pins.py and
+glvd_core/reconstruct.py): ``NAME_pins.json`` / ``NAME_keypoints.json`` beside a photo NAME.ext,
+or ``pins.json`` / ``keypoints.json`` in a subject's folder. Pins turn the fit on for that input.
+
 The next input is read and prepared (decoding, face detection, masks) on a worker thread while
 the current one descends and is written, so the device is not left waiting; at most two inputs
 are in memory at once and the scene is reset between inputs, so memory stays flat over any
@@ -24,12 +28,28 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blender_args import script_args, use_checkout  # noqa: E402
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}  # what load_photo reads
+
+
+GUIDES = ("pins.json", "keypoints.json")  # an input's guides, beside it (docstring)
+
+
+def guides_for(photos, source):
+    """(pins.json, keypoints.json) paths for one input, None where there is none: ``NAME_pins.json``
+    and ``NAME_keypoints.json`` beside a photo, or ``pins.json`` and ``keypoints.json`` in a
+    subject's folder (--views-per-subject)."""
+    src = Path(source)
+    if src.is_dir():
+        found = [src / g for g in GUIDES]
+    else:
+        found = [src.with_name(f"{src.stem}_{g}") for g in GUIDES]
+    return tuple(p if p.is_file() else None for p in found)
 
 
 def collect(inputs, views_per_subject):
@@ -42,7 +62,7 @@ def collect(inputs, views_per_subject):
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file())
             photos = [f for f in files if f.suffix.lower() in IMAGE_EXT and "_mask" not in f.stem]
-            ignored += [f for f in files if f.suffix.lower() not in IMAGE_EXT]
+            ignored += [f for f in files if f.suffix.lower() not in IMAGE_EXT and not f.name.endswith(GUIDES)]
             if views_per_subject > 1:
                 jobs.append((p.name, photos[:views_per_subject], p))
             else:
@@ -202,6 +222,15 @@ def main(argv):
                         s.photos.add().filepath = str(Path(p).resolve())
                     job = ops.gather(bpy.context, loaded=loaded)
                     job.prepared = prepared
+                    pins, held = guides_for(photos, src)
+                    if pins:
+                        pipeline.attach_pins(job.inputs, pins)
+                    if held:
+                        keypoints = core.import_core("reconstruct").load_held_keypoints(
+                            held, ops.get_reconstructor(a.model, a.device).cfg.arch.num_keypoints)
+                        job.options = replace(job.options, reconstruct=replace(job.options.reconstruct,
+                                                                               keypoints=keypoints))
+                    entry["guides"] = [p.name for p in (pins, held) if p]
                     job.run()
                     if job.error:
                         raise RuntimeError(job.error)
