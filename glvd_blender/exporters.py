@@ -93,12 +93,22 @@ def _select_only(objects):
 
 def export(fmt: str, path: str | Path, objects: list[bpy.types.Object] | None = None) -> Path:
     """Write ``objects`` (default: the selected ones) to ``path`` as ``fmt`` (a key of FORMATS;
-    'blend' saves a copy of the whole file). Returns the path."""
+    'blend' saves a copy of the whole file). Returns the path. Raises OSError naming ``path`` when
+    the export fails or is not whole; nothing is then left under ``path``."""
+    try:
+        return _export(fmt, Path(path), objects)
+    except RuntimeError as e:  # a Blender operator's error: "Error: No space left on device\n"
+        text = str(e).strip().removeprefix("Error:").strip()
+        raise OSError(f"{path}: the {fmt} export failed ({text.splitlines()[0] if text else 'no reason given'})") from None
+
+
+def _export(fmt: str, path: Path, objects: list[bpy.types.Object] | None) -> Path:
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+
     def verified(fmt_, tmp_, final, polygons=None):
         """Blender's exporters can report success on a file they could not finish (a full disk)."""
         why = _why_incomplete(fmt_, tmp_, polygons)

@@ -206,6 +206,7 @@ def main(argv):
             if skip[i]:
                 entry.update(status="skipped", message="outputs exist", seconds=0.0)
             else:
+                written = []
                 try:
                     submit_next(i)       # this input (if not already read ahead) ...
                     submit_next(i + 1)   # ... and the next one, while this one runs
@@ -237,9 +238,12 @@ def main(argv):
                     face = ops.write(bpy.context, job)["face"]
                     for f, p in outputs.items():
                         exporters.export(f, p, [face])
+                        written.append(p)
                     entry.update(status="ok", message="; ".join(job.result.notes),
                                  seconds=round(time.time() - t0, 3))
                 except Exception as e:  # noqa: BLE001 - reported per input, the batch goes on
+                    for p in written:  # an input has all its outputs or none (and frees the space)
+                        p.unlink(missing_ok=True)
                     failed += 1
                     entry.update(status="error", message=str(e) or type(e).__name__, seconds=round(time.time() - t0, 3))
             entry["rss_mb"], peak = (round(x, 1) if x else x for x in memory_mb())
