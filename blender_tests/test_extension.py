@@ -459,3 +459,57 @@ def test_batch_reads_each_inputs_pins_and_keypoints_beside_it(tmp_path, syntheti
     assert rep["a"]["status"] == "ok" and rep["a"]["guides"] == ["a_pins.json", "a_keypoints.json"]
     assert rep["b"]["status"] == "error" and "b_keypoints.json" in rep["b"]["message"] and "99" in rep["b"]["message"]
     assert not (out / "b.obj").exists()
+
+
+def test_scene_settings_change_only_when_asked_and_photos_travel_with_the_blend(addon, synthetic_photo):
+    """By default the scene's render size, camera and frame range are left alone; "Set Scene
+    Camera & Frame Range" sets them. The photos behind the cameras are packed into the .blend."""
+    scene = bpy.context.scene
+    res, end, cam = (scene.render.resolution_x, scene.render.resolution_y), scene.frame_end, scene.camera
+    add_photo(synthetic_photo.path / "view_00.png")
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    assert (scene.render.resolution_x, scene.render.resolution_y) == res and scene.frame_end == end
+    assert scene.camera == cam
+    photo = bpy.data.objects["GLVD Camera 0"].data.background_images[0].image
+    assert photo.packed_file is not None
+    assert "Done in" in scene.glvd.status and "descent" in scene.glvd.status  # the whole wait and its stages
+    scene.glvd.set_scene = True
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (synthetic_photo.cameras[0].width,
+                                                                      synthetic_photo.cameras[0].height)
+    assert scene.camera is not None and scene.camera.name.startswith("GLVD Camera 0")
+    assert scene.frame_end >= scene.frame_start + 10 * scene.glvd.frames_per_step
+
+
+def test_fbx_names_its_embedded_texture_after_the_file_not_a_temporary_name(addon, synthetic_photo, tmp_path):
+    from glvd_blender import exporters
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    p = exporters.export("fbx", tmp_path / "head.fbx", [bpy.data.objects["GLVD Face"]])
+    data = p.read_bytes()
+    assert b"head.fbm" in data and b".tmp" not in data
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["head.fbx"]
+
+
+def test_environment_preference_takes_a_venv_folder_and_clears_a_stale_failure(addon, tmp_path):
+    import sys as _sys
+
+    from glvd_blender import core, prefs
+
+    venv = tmp_path / "venv"
+    win = venv / "Lib" / "site-packages"
+    win.mkdir(parents=True)
+    assert core.site_packages(str(venv)) == str(win)
+    posix = tmp_path / "v2" / "lib" / f"python{_sys.version_info.major}.{_sys.version_info.minor}" / "site-packages"
+    posix.mkdir(parents=True)
+    assert core.site_packages(str(tmp_path / "v2")) == str(posix)
+    assert core.site_packages(str(posix)) == str(posix)
+    bpy.context.scene.glvd.status = "Failed: PyTorch not found"
+
+    class Prefs:
+        python_environment = str(tmp_path / "v2")
+
+    prefs._env_changed(Prefs(), bpy.context)
+    assert bpy.context.scene.glvd.status == "" and str(posix) in _sys.path
+    core.forget_environments()

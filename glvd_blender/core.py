@@ -32,12 +32,23 @@ def default_environment() -> str:
     return str(p) if p.is_dir() else ""
 
 
+def site_packages(path: str) -> str:
+    """The site-packages folder of ``path``: itself, or inside a venv folder (``Lib/site-packages``
+    on Windows, ``lib/pythonX.Y/site-packages`` on macOS and Linux, for this Blender's Python)."""
+    p = Path(path)
+    for inner in (p / "Lib" / "site-packages",
+                  p / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"):
+        if inner.is_dir():
+            return str(inner)
+    return str(p)
+
+
 def use_environment(path: str) -> str | None:
-    """Add a site-packages directory to sys.path (at the end, so Blender's numpy stays first).
-    Returns an error message or None."""
+    """Add a site-packages directory, or a venv folder's, to sys.path (at the end, so Blender's
+    numpy stays first). Returns an error message or None."""
     if not path:
         return None
-    p = os.path.abspath(bpy_abspath(path))
+    p = site_packages(os.path.abspath(bpy_abspath(path)))
     if not os.path.isdir(p):
         return f"Python environment not found: {p}"
     if p not in sys.path:

@@ -2,7 +2,9 @@
 
 Every file is written under a temporary name, checked whole (Blender's exporters can report
 success on a file a full disk cut short: header, length, seek table, face count) and only then
-renamed, so a failed or killed export never leaves a half-written file under the final name. glTF/GLB carry the shape keys (ARKit + descent) as
+renamed, so a failed or killed export never leaves a half-written file under the final name.
+FBX is the exception: it records its texture's path after its own name, so it is written in
+place, checked, and a failure puts back the file that was there. glTF/GLB carry the shape keys (ARKit + descent) as
 morph targets and embed the photo texture (GLB) or write it beside the file; FBX embeds it;
 OBJ writes an .mtl and the texture PNG beside the .obj.
 """
@@ -63,6 +65,29 @@ def _why_incomplete(fmt: str, path: Path, polygons: int | None) -> str | None:
             return f"the OBJ has {faces} of {polygons} faces"
         return None if faces else "the OBJ has no faces"
     return None
+
+
+def _export_fbx(path: Path) -> Path:
+    """FBX is written under its final name: it records the embedded texture's path after its own,
+    which must not be a temporary name. A file already there is set aside and put back if the
+    export fails or is not whole; a killed export leaves a file that is not whole under the final
+    name, which --skip-existing redoes (``is_complete``)."""
+    previous = path.with_name(f".{path.name}.previous")
+    if path.exists():
+        os.replace(path, previous)
+    try:
+        bpy.ops.export_scene.fbx(filepath=str(path), use_selection=True, path_mode="COPY", embed_textures=True,
+                                 use_mesh_modifiers=False)
+        why = _why_incomplete("fbx", path, None)
+        if why:
+            raise OSError(f"{path}: the fbx export did not complete ({why}); nothing was kept")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        if previous.exists():
+            os.replace(previous, path)
+        raise
+    previous.unlink(missing_ok=True)
+    return path
 
 
 def is_complete(fmt: str, path: str | Path, polygons: int | None = None) -> bool:
@@ -128,6 +153,8 @@ def _export(fmt: str, path: Path, objects: list[bpy.types.Object] | None) -> Pat
         raise ValueError("nothing to export: select the GLVD face")
     polygons = sum(len(o.data.polygons) for o in objects if o.type == "MESH")
     _select_only(objects)
+    if fmt == "fbx":
+        return _export_fbx(path)
     restore, pngs, done = [], [], False
     mtl_tmp, bin_tmp = tmp.with_suffix(".mtl"), tmp.with_suffix(".bin")
     try:
@@ -164,10 +191,6 @@ def _export(fmt: str, path: Path, objects: list[bpy.types.Object] | None) -> Pat
                     text = tmp.read_text().replace(bin_tmp.name, path.with_suffix(".bin").name)
                     tmp.write_text(text)
                     os.replace(bin_tmp, path.with_suffix(".bin"))
-            verified(fmt, tmp, path)
-        elif fmt == "fbx":
-            bpy.ops.export_scene.fbx(filepath=str(tmp), use_selection=True, path_mode="COPY", embed_textures=True,
-                                     use_mesh_modifiers=False)
             verified(fmt, tmp, path)
         os.replace(tmp, path)
         done = True

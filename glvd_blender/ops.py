@@ -181,7 +181,7 @@ def write(context: bpy.types.Context, job: Job) -> dict:
     out = scene_writer.write_reconstruction(
         context.scene, r, job.photos, M, add_keypoints=s.add_keypoints, keyframe_descent=s.keyframe_descent,
         frames_per_step=s.frames_per_step, add_cameras=s.add_cameras, smooth_shading=s.smooth_shading,
-        extras=extras_of(job.result))
+        extras=extras_of(job.result), set_scene=s.set_scene)
     held = job.options.reconstruct.keypoints or {}
     # what Refit needs to run this reconstruction again from the same photos, in the same place
     out["face"]["glvd_source"] = dict(
@@ -231,7 +231,9 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
         r = job.result.reconstruction
         notes = "; ".join(job.result.notes)
         # the artist's wait, from the click to the finished scene (photos, model, texture, scene)
-        s.status = f"Done in {time.time() - job.started:.1f} s on {r.info.get('device')}" + (f" ({notes})" if notes else "")
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in job.result.timings.items() if k != "total" and v >= 0.05)
+        s.status = (f"Done in {time.time() - job.started:.1f} s ({stages}) on {r.info.get('device')}"
+                    + (f"; {notes}" if notes else ""))
         self.report({"INFO"}, s.status)
         return {"FINISHED"}
 

@@ -57,6 +57,7 @@ class GLVD_PT_main(bpy.types.Panel):
         sub.enabled = s.keyframe_descent
         sub.prop(s, "frames_per_step")
         col.prop(s, "add_cameras")
+        col.prop(s, "set_scene")
         col.prop(s, "smooth_shading")
         sub = col.row(align=True)
         sub.prop(s, "bake_texture")

@@ -8,6 +8,10 @@ def _env_changed(self, context):
     err = core.use_environment(self.python_environment)
     if err:
         print(f"GLVD: {err}")
+    for scene in bpy.data.scenes:  # a failure said before the environment was fixed is stale now
+        s = getattr(scene, "glvd", None)
+        if s is not None and s.status.startswith("Failed"):
+            s.status = ""
 
 
 class GLVD_AP_preferences(bpy.types.AddonPreferences):
@@ -15,8 +19,9 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
 
     python_environment: StringProperty(
         name="Python environment",
-        description="site-packages folder of a Python 3.11 environment with torch, opencv-python-headless, "
-                    "mediapipe and pillow (for example the .venv made by scripts/setup.sh)",
+        description="A Python environment (its folder, or its site-packages) for this Blender's Python with "
+                    "torch, opencv-python-headless, mediapipe, matplotlib, scipy and pillow "
+                    "(for example the .venv made by scripts/setup.sh)",
         subtype="DIR_PATH", default="", update=_env_changed)
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -25,7 +30,8 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
         ok, msg = core.device_report()
         col.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
         col.label(text="PyTorch is too large to bundle: point this at an environment made with scripts/setup.sh,")
-        col.label(text="or with 'pip install torch==2.13.0 opencv-python-headless==4.11.0.86 pillow' (+ mediapipe==0.10.21).")
+        col.label(text="or with 'pip install torch==2.13.0 opencv-python-headless==4.11.0.86 pillow scipy matplotlib'")
+        col.label(text="and 'pip install --no-deps mediapipe==0.10.21' (Python 3.11: Blender 4.2 LTS to 5.0).")
 
 
 def preferences(context: bpy.types.Context = None) -> bpy.types.AddonPreferences:

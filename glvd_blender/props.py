@@ -37,6 +37,10 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
     add_cameras: BoolProperty(name="Photo Cameras", description="A camera per photo with the photo as background",
                               default=True)
     smooth_shading: BoolProperty(name="Smooth Shading", default=True)
+    set_scene: BoolProperty(name="Set Scene Camera & Frame Range",
+                            description="Make the first photo's camera the scene camera with the photo's render size, "
+                                        "and extend the frame range over the keyed steps (off: the scene's own settings "
+                                        "are left as they are)", default=False)
     bake_texture: BoolProperty(name="Photo Texture", description="Bake the photos into a texture on the face's UVs "
                                "(packed into the .blend, with a material)", default=True)
     texture_size: EnumProperty(name="Texture Size", items=[("1024", "1K", ""), ("2048", "2K", ""), ("4096", "4K", "")],

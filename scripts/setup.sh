@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then  # torch 2.13.0's CPU wheel and mediapipe 0.10.21 exist here for 3.11 only
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    echo "setup.sh: needs Python 3.11 (found: $("$PY" --version 2>&1 || echo "no $PY")); run it as PYTHON=python3.11 bash scripts/setup.sh" >&2
+    exit 1
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -56,20 +56,22 @@ class Extras:
 def write_reconstruction(scene: bpy.types.Scene, result: Reconstruction, photos: list, to_blender: np.ndarray, *,
                          name: str = "GLVD Face", add_keypoints: bool = True, keyframe_descent: bool = True,
                          frames_per_step: int = 5, add_cameras: bool = True, smooth_shading: bool = True,
-                         extras: Extras | None = None) -> dict:
+                         extras: Extras | None = None, set_scene: bool = False) -> dict:
     """Create the face mesh (with its material, ARKit shape keys and descent shape keys),
     keypoint empties and photo cameras, in a new collection "GLVD Reconstruction".
 
     ``result``: a glvd_core ``Reconstruction``; ``photos``: the photo paths for the cameras'
     backgrounds (may be shorter or empty); ``to_blender``: the 4x4 map of the result's frame
-    into Blender world (:mod:`.frames`). Returns {"face", "collection", "objects"}.
+    into Blender world (:mod:`.frames`). ``set_scene``: also make the first photo's camera the
+    scene camera with its render size and extend the frame range over the keyed steps (off: the
+    scene's own settings are kept). Returns {"face", "collection", "objects"}.
     On any error everything made so far is removed again and the error re-raised, so the scene
     is left as it was."""
     created = {"objects": [], "meshes": [], "cameras": [], "images": [], "collections": [], "actions": [],
                "materials": []}
     try:
         return _write(scene, result, photos, to_blender, name, add_keypoints, keyframe_descent, frames_per_step,
-                      add_cameras, smooth_shading, extras or Extras(), created)
+                      add_cameras, smooth_shading, extras or Extras(), created, set_scene)
     except BaseException:
         _remove(created)
         raise
@@ -85,7 +87,7 @@ def _remove(created: dict) -> None:
 
 
 def _write(scene, result, photos, M, name, with_keypoints, keyframe_descent, fps, with_cameras, smooth, extras,
-           created):
+           created, set_scene):
     fit = [] if extras.fit_steps is None else list(extras.fit_steps)
     shapes = [(f"step_{s:02d}", v) for s, v in enumerate(result.vertices)] + [
         (f"fit_{k + 1:02d}", v) for k, v in enumerate(fit)]  # every keyed shape, in timeline order
@@ -115,12 +117,12 @@ def _write(scene, result, photos, M, name, with_keypoints, keyframe_descent, fps
         add_arkit_keys(face, final, extras.arkit, M[:3, :3])
     if keyed:
         end = add_step_keys(scene, face, [(n, on_grid(world_steps[k], origin, q)) for k, (n, _) in enumerate(shapes)],
-                            start, fps, extras.final_vertices is not None, created)
+                            start, fps, extras.final_vertices is not None, created, set_scene)
     if with_keypoints:
         add_keypoints(col, face, result.keypoints, result.keypoint_indices, M, origin, start, fps, keyframe_descent,
                       created)
     if with_cameras:
-        add_cameras(scene, col, result.cameras, photos, M, created)
+        add_cameras(scene, col, result.cameras, photos, M, created, set_scene)
     if keyed:
         scene.frame_set(end)
     return {"face": face, "collection": col, "objects": list(created["objects"])}

@@ -59,9 +59,11 @@ def setup_camera_data(cd: bpy.types.Camera, cam: Camera) -> None:
 
 
 def add_cameras(scene: bpy.types.Scene, col: bpy.types.Collection, cameras: list, photos: list, M: np.ndarray,
-                created: dict) -> None:
-    """One camera object per result camera ("GLVD Camera i"), its photo as a background image;
-    the first sets the render size and becomes the scene camera when there is none."""
+                created: dict, set_scene: bool = False) -> None:
+    """One camera object per result camera ("GLVD Camera i"), its photo as a background image,
+    packed into the .blend (a relative path breaks when the .blend moves). ``set_scene``: the
+    first becomes the scene camera and sets the render size to its photo's; otherwise the
+    scene's camera and render settings are left as they are."""
     from mathutils import Matrix
 
     for i, cam in enumerate(cameras):
@@ -75,12 +77,13 @@ def add_cameras(scene: bpy.types.Scene, col: bpy.types.Collection, cameras: list
         if i < len(photos) and photos[i]:
             img = bpy.data.images.load(str(photos[i]), check_existing=True)
             created["images"].append(img)
+            if img.packed_file is None:
+                img.pack()
             bg = cd.background_images.new()
             bg.image = img
             bg.alpha = 0.6
             cd.show_background_images = True
-        if i == 0:
+        if i == 0 and set_scene:
             scene.render.resolution_x, scene.render.resolution_y = int(cam.width), int(cam.height)
             scene.render.resolution_percentage = 100
-            if scene.camera is None:
-                scene.camera = co
+            scene.camera = co

@@ -42,7 +42,7 @@ def add_arkit_keys(face: bpy.types.Object, rest_local: np.ndarray, arkit: dict, 
 
 
 def add_step_keys(scene: bpy.types.Scene, face: bpy.types.Object, shapes: list[tuple[str, np.ndarray]], start: int,
-                  frames_per_step: int, rest_follows: bool, created: dict) -> int:
+                  frames_per_step: int, rest_follows: bool, created: dict, set_scene: bool = False) -> int:
     """One key per (name, (V, 3) object-local shape) in ``shapes`` (``step_00`` … then
     ``fit_01`` …), each relative to the rest shape and keyed 1 on its own frame, 0 on its
     neighbours': frame ``start + k * frames_per_step`` shows shape k exactly, linear blends in
@@ -67,5 +67,6 @@ def add_step_keys(scene: bpy.types.Scene, face: bpy.types.Object, shapes: list[t
     created["actions"].append(key.animation_data.action)
     linear_keys(key)
     end = start + (T + rest_follows) * frames_per_step
-    scene.frame_end = max(scene.frame_end, end)
+    if set_scene:  # the frame range over the keyed steps, only when asked
+        scene.frame_end = max(scene.frame_end, end)
     return end
