@@ -135,3 +135,25 @@ def test_drawing_the_panel_loads_the_model_in_the_background_for_the_click(addon
     panel()
     assert not [t for t in threading.enumerate() if t.name == "glvd-preload"]  # loaded: drawing starts nothing
     assert ops.preload(s.model_path, s.device) is None
+
+
+def test_a_reconstructed_face_shows_its_pins_and_refit(addon, synthetic_photo):
+    """With a face active: the Pins box (add, clear all, one row per pin with its remaining error
+    and a remove button) and the Refit button."""
+    import json
+
+    p = bpy.context.scene.glvd.photos.add()
+    p.filepath = str(synthetic_photo.path / "view_00.png")
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    face = bpy.data.objects["GLVD Face"]
+    bpy.context.view_layer.objects.active = face
+    lay = panel()
+    assert lay.find("operator", operator="glvd.refit") and lay.find("operator", operator="glvd.add_pin")
+    assert not lay.find("operator", operator="glvd.remove_pin")
+    face["glvd_pins"] = json.dumps([dict(view=0, vertex=10, pixel=[100, 120]), dict(view=0, vertex=20, pixel=[90, 80])])
+    face["glvd_pin_errors"] = json.dumps([0.4, None])
+    lay = panel()
+    removes = lay.find("operator", operator="glvd.remove_pin")
+    assert [r.props.values["index"] for r in removes] == [-1, 0, 1]
+    rows = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("photo 1, vertex")]
+    assert rows == ["photo 1, vertex 10 → (100, 120): 0.4 px off", "photo 1, vertex 20 → (90, 80)"]

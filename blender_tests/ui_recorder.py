@@ -113,6 +113,7 @@ class RecordingLayout:
             except (AttributeError, KeyError) as e:
                 raise AttributeError(f"operator {args['operator']!r} is not registered") from e
             item.name = rna_type.name
+            item.props = OperatorProps(args["operator"], rna_type)
         elif fname == "template_list":
             if not hasattr(bpy.types, args["listtype_name"]):
                 raise AttributeError(f"UI list {args['listtype_name']!r} is not registered")
@@ -124,11 +125,26 @@ class RecordingLayout:
         if fname in _SUBLAYOUTS:
             item.child = RecordingLayout(self._shared, self, fname)
             return item.child
-        return None
+        return getattr(item, "props", None)
 
     def children(self) -> list[Item]:
         """The items drawn directly into this layout, in order."""
         return [i for i in self.items if i.layout is self]
+
+
+class OperatorProps:
+    """What ``layout.operator()`` returns: the button's operator properties. Setting one that the
+    operator does not have raises, as Blender does."""
+
+    def __init__(self, idname, rna_type):
+        object.__setattr__(self, "_idname", idname)
+        object.__setattr__(self, "_rna", rna_type)
+        object.__setattr__(self, "values", {})
+
+    def __setattr__(self, name, value):
+        if name not in self._rna.properties:
+            raise AttributeError(f"operator {self._idname!r} has no property {name!r}")
+        self.values[name] = value
 
 
 class PanelProxy:

@@ -13,6 +13,8 @@ classes = (
     props.GLVD_PG_settings,
     ops.GLVD_OT_reconstruct,
     ops.GLVD_OT_refit,
+    ops.GLVD_OT_add_pin,
+    ops.GLVD_OT_remove_pin,
     ops.GLVD_OT_add_photo,
     ops.GLVD_OT_remove_photo,
     ops.GLVD_OT_export_face,

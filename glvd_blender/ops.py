@@ -3,15 +3,16 @@ and synchronously in background mode; the scene is written in one undo step on s
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
-from bpy.props import CollectionProperty, StringProperty
+from bpy.props import CollectionProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import core, exporters, scene_writer
@@ -346,6 +347,10 @@ def gather_refit(context: bpy.types.Context, face: bpy.types.Object) -> Job:
         raise ValueError(f"photo not found: {missing[0]}")
     held = moved_keypoints(face)
     inputs, prepared = _prepared_inputs(src, s.fov, s.model_path, s.device)
+    inputs = replace(inputs, pins=None)  # the cached inputs stay without this face's pins
+    pins = face_pins(face)
+    if pins:
+        pipeline.attach_pins(inputs, {"pins": pins})  # pins turn the fit on
     options = pipeline.PipelineOptions(
         pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed, keypoints=held or None),
         fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
@@ -384,6 +389,7 @@ def replace_face(context: bpy.types.Context, old_face: bpy.types.Object, job: Jo
     old_objects = list(old_col.objects) if old_col is not None else [old_face, *old_face.children]
     names = {o.name: o for o in old_objects}
     col_name = old_col.name if old_col is not None else None
+    pins_json = old_face.get("glvd_pins", "[]")
     out = write(context, job)
     used = _data_of(old_objects)
     for o in old_objects:
@@ -400,15 +406,111 @@ def replace_face(context: bpy.types.Context, old_face: bpy.types.Object, job: Jo
         base = o.name.rsplit(".", 1)[0] if o.name.rsplit(".", 1)[-1].isdigit() else o.name
         if base in names:
             o.name = base
+    pins = face_pins_from(pins_json)
+    if pins:  # the artist's pins stay on the face, with how far each ended from its pixel
+        out["face"]["glvd_pins"] = pins_json
+        fit = job.result.fit
+        out["face"]["glvd_pin_errors"] = json.dumps(pin_errors(pins, fit.pin_errors_px if fit is not None else []))
     return out["face"]
+
+
+def face_pins_from(text: str) -> list:
+    return json.loads(text or "[]")
+
+
+def face_pins(face: bpy.types.Object) -> list:
+    """The artist's pins on ``face``: [{"view", "vertex", "pixel": [x, y]}] in the photo files'
+    pixels, the pins.json schema (glvd_core/fitting/pins.py); saved with the .blend."""
+    return face_pins_from(face.get("glvd_pins", "[]"))
+
+
+def pin_errors(pins: list, per_view: list) -> list:
+    """The fit's remaining pixel error of each pin, in the order of ``pins`` (None when unknown)."""
+    seen: dict = {}
+    out = []
+    for p in pins:
+        k = seen.get(p["view"], 0)
+        seen[p["view"]] = k + 1
+        errs = per_view[p["view"]] if p["view"] < len(per_view) else []
+        out.append(round(float(errs[k]), 2) if k < len(errs) else None)
+    return out
+
+
+class GLVD_OT_add_pin(bpy.types.Operator):
+    """Pin the selected vertex of the face to where the 3D cursor is in the photo of the scene
+    camera (look through a GLVD Camera, select one vertex in Edit Mode, Shift+right-click where it
+    belongs in the photo); Refit applies the pins"""
+
+    bl_idname = "glvd.add_pin"
+    bl_label = "Pin Vertex to Cursor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        ob = context.active_object
+        return ob is not None and ob.type == "MESH" and "glvd_source" in ob
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        face, scene = context.active_object, context.scene
+        if face.mode == "EDIT":
+            face.update_from_editmode()
+        selected = [v.index for v in face.data.vertices if v.select]
+        cam = scene.camera
+        photos = face["glvd_source"]["photos"]
+        why = ("select exactly one vertex of the face (Edit Mode)" if len(selected) != 1 else
+               "look through one of the face's photo cameras (make a GLVD Camera the scene camera)"
+               if cam is None or "glvd_view" not in cam or int(cam["glvd_view"]) >= len(photos)
+               or not cam.data.background_images or cam.data.background_images[0].image is None else None)
+        if why:
+            self.report({"ERROR"}, why)
+            return {"CANCELLED"}
+        img = cam.data.background_images[0].image
+        w, h = int(img.size[0]), int(img.size[1])
+        cv = scene_writer.blender_camera_to_cv(cam, w, h)
+        x, y = cv.project(np.array(scene.cursor.location, np.float64)[None])[0]
+        if not (0 <= x <= w - 1 and 0 <= y <= h - 1) or cv.world_to_camera(np.array(scene.cursor.location)[None])[0, 2] <= 0:
+            self.report({"ERROR"}, "the 3D cursor is not inside that camera's photo")
+            return {"CANCELLED"}
+        pins = face_pins(face)
+        pins.append(dict(view=int(cam["glvd_view"]), vertex=int(selected[0]), pixel=[round(float(x), 2), round(float(y), 2)]))
+        face["glvd_pins"] = json.dumps(pins)
+        settings(context).status = f"Pinned vertex {selected[0]} to ({x:.0f}, {y:.0f}) in photo {int(cam['glvd_view']) + 1}: Refit applies it"
+        return {"FINISHED"}
+
+
+class GLVD_OT_remove_pin(bpy.types.Operator):
+    """Remove a pin from the active face (index -1: all of them)"""
+
+    bl_idname = "glvd.remove_pin"
+    bl_label = "Remove Pin"
+    bl_options = {"REGISTER", "UNDO"}
+
+    index: IntProperty(default=-1, options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        ob = context.active_object
+        return ob is not None and bool(ob.get("glvd_pins")) and ob.get("glvd_pins") != "[]"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        face = context.active_object
+        pins = face_pins(face)
+        errors = json.loads(face.get("glvd_pin_errors", "[]"))
+        if self.index < 0:
+            pins, errors = [], []
+        elif self.index < len(pins):
+            del pins[self.index]
+            errors = errors[:self.index] + errors[self.index + 1:]
+        face["glvd_pins"], face["glvd_pin_errors"] = json.dumps(pins), json.dumps(errors)
+        return {"FINISHED"}
 
 
 class GLVD_OT_refit(bpy.types.Operator):
     """Reconstruct the active face again from its photos, holding the keypoint empties you moved
-    where you put them (one undo step)"""
+    where you put them and pulling its pins to their pixels (one undo step)"""
 
     bl_idname = "glvd.refit"
-    bl_label = "Refit to Moved Keypoints"
+    bl_label = "Refit to Keypoints & Pins"
     bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
@@ -437,8 +539,9 @@ class GLVD_OT_refit(bpy.types.Operator):
             self.report({"ERROR"}, s.status)
             return {"CANCELLED"}
         context.view_layer.objects.active = new  # write() selected it
-        n = len(job.options.reconstruct.keypoints or {})
-        s.status = f"Refit in {time.time() - job.started:.1f} s, {n} keypoint{'s' * (n != 1)} held"
+        n, m = len(job.options.reconstruct.keypoints or {}), len(face_pins(new))
+        s.status = (f"Refit in {time.time() - job.started:.1f} s, {n} keypoint{'s' * (n != 1)} held"
+                    + (f", {m} pin{'s' * (m != 1)}" if m else ""))
         self.report({"INFO"}, s.status)
         return {"FINISHED"}
 

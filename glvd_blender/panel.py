@@ -1,3 +1,5 @@
+import json
+
 import bpy
 
 from . import core, ops
@@ -74,7 +76,21 @@ class GLVD_PT_main(bpy.types.Panel):
             layout.label(text=s.status)
         face = context.active_object
         if face is not None and "glvd_source" in face:
-            row = layout.row()
+            box = layout.box()
+            pins = ops.face_pins(face)
+            errors = json.loads(face.get("glvd_pin_errors", "[]"))
+            row = box.row(align=True)
+            row.label(text=f"Pins ({len(pins)})", icon="PINNED")
+            row.operator("glvd.add_pin", text="", icon="ADD")
+            if pins:
+                row.operator("glvd.remove_pin", text="", icon="TRASH").index = -1
+            for k, p in enumerate(pins):
+                err = errors[k] if k < len(errors) and errors[k] is not None else None
+                r = box.row(align=True)
+                r.label(text=f"photo {p['view'] + 1}, vertex {p['vertex']} → ({p['pixel'][0]:.0f}, {p['pixel'][1]:.0f})"
+                             + (f": {err:.1f} px off" if err is not None else ""))
+                r.operator("glvd.remove_pin", text="", icon="X").index = k
+            row = box.row()
             row.enabled = ok
             row.operator("glvd.refit", icon="FILE_REFRESH")
         if face is not None and "glvd" in face:

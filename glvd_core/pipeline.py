@@ -122,14 +122,16 @@ def load_inputs(paths: Sequence[str | Path], mask_paths: Sequence[str | Path | N
                   masks if any(m is not None for m in masks) else None, [ph.scale for ph in photos])
 
 
-def attach_pins(inputs: Inputs, pins_path: str | Path) -> None:
-    """Read ``pins.json`` (glvd_core/fitting/pins.py: pixels of the photo files) for these
-    photos, validated against their sizes, into ``inputs.pins`` in the loaded photos' pixels."""
-    from .fitting import Pin, load_pins
+def attach_pins(inputs: Inputs, pins: str | Path | dict) -> None:
+    """A ``pins.json`` file, or its document (glvd_core/fitting/pins.py: pixels of the photo files)
+    for these photos, validated against their sizes, into ``inputs.pins`` in the loaded photos'
+    pixels."""
+    from .fitting import Pin, load_pins, parse_pins
     from .template import load_template
 
     sizes = [(round(im.shape[1] / s), round(im.shape[0] / s)) for im, s in zip(inputs.images, inputs.scales)]
-    per_view = load_pins(pins_path, load_template(), sizes)
+    per_view = (parse_pins(pins, load_template(), sizes, where="pins") if isinstance(pins, dict)
+                else load_pins(pins, load_template(), sizes))
     inputs.pins = [[Pin(p.vertices, p.bary, tuple((np.array(p.pixel) + 0.5) * s - 0.5)) for p in view]
                    for view, s in zip(per_view, inputs.scales)]
 

@@ -71,6 +71,7 @@ def add_cameras(scene: bpy.types.Scene, col: bpy.types.Collection, cameras: list
         created["cameras"].append(cd)
         setup_camera_data(cd, cam)
         co = bpy.data.objects.new(f"GLVD Camera {i}", cd)
+        co["glvd_view"] = i  # which photo: pins placed through this camera belong to it
         created["objects"].append(co)
         col.objects.link(co)
         co.matrix_world = Matrix(camera_matrix_world(cam, M).tolist())
