@@ -414,6 +414,11 @@ def replace_face(context: bpy.types.Context, old_face: bpy.types.Object, job: Jo
     return out["face"]
 
 
+def refittable(ob: bpy.types.Object | None) -> bool:
+    """Whether ``ob`` is a GLVD face that records how it was made (Refit and pins need that)."""
+    return ob is not None and ob.type == "MESH" and "glvd_source" in ob
+
+
 def face_pins_from(text: str) -> list:
     return json.loads(text or "[]")
 
@@ -447,8 +452,7 @@ class GLVD_OT_add_pin(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        ob = context.active_object
-        return ob is not None and ob.type == "MESH" and "glvd_source" in ob
+        return refittable(context.active_object)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         face, scene = context.active_object, context.scene
@@ -515,8 +519,7 @@ class GLVD_OT_refit(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        ob = context.active_object
-        return ob is not None and ob.type == "MESH" and "glvd_source" in ob
+        return refittable(context.active_object)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         s = settings(context)

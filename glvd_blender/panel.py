@@ -75,7 +75,7 @@ class GLVD_PT_main(bpy.types.Panel):
         if s.status:
             layout.label(text=s.status)
         face = context.active_object
-        if face is not None and "glvd_source" in face:
+        if ops.refittable(face):
             box = layout.box()
             pins = ops.face_pins(face)
             errors = json.loads(face.get("glvd_pin_errors", "[]"))
