@@ -146,9 +146,13 @@ def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: mask file not found")
-    m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-    if m is None:
-        raise InputError(f"{p}: not a readable mask image")
+    try:  # Pillow, not OpenCV: libpng would print its own warnings about a damaged file on stderr
+        from PIL import Image
+
+        with Image.open(p) as im:
+            m = np.asarray(im.convert("L") if im.mode != "L" else im.copy())
+    except Exception:  # noqa: BLE001 - truncated, corrupt or not an image
+        raise InputError(f"{p}: not a readable mask image") from None
     if shape is not None and m.shape != tuple(shape):
         raise InputError(f"{p}: mask is {m.shape[1]}x{m.shape[0]} but the photo is {shape[1]}x{shape[0]}")
     return m
