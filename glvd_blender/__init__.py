@@ -32,6 +32,7 @@ def register() -> None:
 
 
 def unregister() -> None:
+    ops.wait_for_preload()
     props.unregister_pointer()
     for c in reversed(classes):
         bpy.utils.unregister_class(c)

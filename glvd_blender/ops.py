@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
 _MODELS: dict = {}
 _MODELS_LOCK = threading.Lock()  # a preload and a click share one load
 _PRELOADING: set = set()
+_LOADERS: list = []  # preload threads, joined on unregister
 
 
 def _model_key(model_path: str, device: str) -> tuple:
@@ -57,16 +58,26 @@ def preload(model_path: str, device: str) -> threading.Thread | None:
 
     def load():
         try:
-            core.import_core("preprocess").MediaPipeFaces.warm_up_in_background()
             get_reconstructor(model_path, device, _resolved=path)
+            core.import_core("preprocess").MediaPipeFaces.warm_up()
         except Exception:  # noqa: BLE001 - reported by the click that needs it
             pass
         finally:
             _PRELOADING.discard(key)
 
-    t = threading.Thread(target=load, name="glvd-preload", daemon=True)
+    # not a daemon: quitting waits for the load (seconds) instead of killing it inside torch or
+    # MediaPipe, which aborts the process ("terminate called without an active exception")
+    t = threading.Thread(target=load, name="glvd-preload")
+    _LOADERS[:] = [x for x in _LOADERS if x.is_alive()] + [t]
     t.start()
     return t
+
+
+def wait_for_preload(timeout_s: float = 60.0) -> None:
+    """Join the model loads under way (unregister: no load outlives the add-on)."""
+    for t in list(_LOADERS):
+        t.join(timeout_s)
+    _LOADERS[:] = [t for t in _LOADERS if t.is_alive()]
 
 
 @dataclass

@@ -62,21 +62,6 @@ class MediaPipeFaces:
             cls._build()
 
     @classmethod
-    def warm_up_in_background(cls) -> threading.Thread:
-        """:meth:`warm_up` on a daemon thread, e.g. while torch loads; a failure is left to the
-        first :meth:`detect`, which reports it."""
-
-        def build():
-            try:
-                cls.warm_up()
-            except Exception:  # noqa: BLE001 - detect() raises it again, with its message
-                pass
-
-        t = threading.Thread(target=build, name="glvd-detector-warm-up", daemon=True)
-        t.start()
-        return t
-
-    @classmethod
     def detect(cls, image: np.ndarray, where: str = "image", segment: bool = True) -> FaceDetection:
         """Largest face in an RGB uint8 image; raises InputError naming ``where`` when there is none."""
         H, W = image.shape[:2]
