@@ -208,44 +208,34 @@ def write(context: bpy.types.Context, job: Job) -> dict:
     return out
 
 
-class GLVD_OT_reconstruct(bpy.types.Operator):
-    """Reconstruct a 3D face from the reference photos (Esc cancels)"""
+class _RunsAJob:
+    """An operator that runs a :class:`Job` off the UI thread (progress, Esc cancels) and
+    synchronously in background mode, then writes the scene in one undo step on success only.
+    Subclasses give ``_start`` (the job, or None after reporting why), ``_write`` (the scene, on
+    the main thread), ``_done`` (the status line) and ``_verb`` (for messages)."""
 
-    bl_idname = "glvd.reconstruct"
-    bl_label = "Reconstruct Face"
-    bl_options = {"REGISTER", "UNDO"}
-
+    _verb = "Reconstructing"
     _timer = None
     _job: Job | None = None
     _thread: threading.Thread | None = None
 
-    def _start(self, context):
-        try:
-            return gather(context)
-        except Exception as e:  # noqa: BLE001
-            self.report({"ERROR"}, str(e))
-            settings(context).status = f"Failed: {e}"
-            return None
+    def _fail(self, context, message: str) -> None:
+        settings(context).status = f"Failed: {message}"
+        self.report({"ERROR"}, settings(context).status)
 
     def _finish(self, context, job: Job):
         s = settings(context)
         if job.error:
-            msg = "Cancelled: nothing was created" if job.error == "cancelled" else f"Failed: {job.error}"
+            msg = "Cancelled: nothing was changed" if job.error == "cancelled" else f"Failed: {job.error}"
             s.status = msg
             self.report({"WARNING" if job.error == "cancelled" else "ERROR"}, msg)
             return {"CANCELLED"}
         try:
-            write(context, job)
+            self._write(context, job)
         except Exception as e:  # noqa: BLE001
-            s.status = f"Failed: {e}"
-            self.report({"ERROR"}, f"could not write the scene: {e}")
+            self._fail(context, f"could not write the scene: {e}")
             return {"CANCELLED"}
-        r = job.result.reconstruction
-        notes = "; ".join(job.result.notes)
-        # the artist's wait, from the click to the finished scene (photos, model, texture, scene)
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in job.result.timings.items() if k != "total" and v >= 0.05)
-        s.status = (f"Done in {time.time() - job.started:.1f} s ({stages}) on {r.info.get('device')}"
-                    + (f"; {notes}" if notes else ""))
+        s.status = self._done(job)
         self.report({"INFO"}, s.status)
         return {"FINISHED"}
 
@@ -263,13 +253,13 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
         if job is None:
             return {"CANCELLED"}
         self._job = job
-        self._thread = threading.Thread(target=job.run, daemon=True)
+        self._thread = threading.Thread(target=job.run, name="glvd-job")  # not a daemon: see preload()
         self._thread.start()
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 100)
         wm.modal_handler_add(self)
-        settings(context).status = "Reconstructing… (Esc to cancel)"
+        settings(context).status = f"{self._verb}… (Esc to cancel)"
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
@@ -298,6 +288,32 @@ class GLVD_OT_reconstruct(bpy.types.Operator):
         wm.progress_end()
         if context.workspace:
             context.workspace.status_text_set(None)
+
+
+class GLVD_OT_reconstruct(_RunsAJob, bpy.types.Operator):
+    """Reconstruct a 3D face from the reference photos (Esc cancels)"""
+
+    bl_idname = "glvd.reconstruct"
+    bl_label = "Reconstruct Face"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def _start(self, context):
+        try:
+            return gather(context)
+        except Exception as e:  # noqa: BLE001
+            self._fail(context, str(e))
+            return None
+
+    def _write(self, context, job: Job) -> None:
+        write(context, job)
+
+    def _done(self, job: Job) -> str:
+        r = job.result.reconstruction
+        notes = "; ".join(job.result.notes)
+        # the artist's wait, from the click to the finished scene (photos, model, texture, scene)
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in job.result.timings.items() if k != "total" and v >= 0.05)
+        return (f"Done in {time.time() - job.started:.1f} s ({stages}) on {r.info.get('device')}"
+                + (f"; {notes}" if notes else ""))
 
 
 _PREPARED: dict = {}  # Refit's cache: the photos read and prepared for the network, one entry
@@ -520,44 +536,40 @@ class GLVD_OT_remove_pin(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class GLVD_OT_refit(bpy.types.Operator):
+class GLVD_OT_refit(_RunsAJob, bpy.types.Operator):
     """Reconstruct the active face again from its photos, holding the keypoint empties you moved
-    where you put them and pulling its pins to their pixels (one undo step)"""
+    where you put them and pulling its pins to their pixels (one undo step; Esc cancels)"""
 
     bl_idname = "glvd.refit"
     bl_label = "Refit to Keypoints & Pins"
     bl_options = {"REGISTER", "UNDO"}
+    _verb = "Refitting"
+    _face_name = ""
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return refittable(context.active_object)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        s = settings(context)
+    def _start(self, context):
         face = context.active_object
         try:
-            job = gather_refit(context, face)
+            job = gather_refit(context, face)  # the photos are prepared already (cached)
         except Exception as e:  # noqa: BLE001 - shown to the artist
-            s.status = f"Refit failed: {e}"
-            self.report({"ERROR"}, s.status)
-            return {"CANCELLED"}
-        job.run()  # the photos are prepared already (cached): under a second for one photo
-        if job.error:
-            s.status = f"Refit failed: {job.error}"
-            self.report({"ERROR"}, s.status)
-            return {"CANCELLED"}
-        try:
-            new = replace_face(context, face, job)
-        except Exception as e:  # noqa: BLE001
-            s.status = f"Refit failed: could not write the scene: {e}"
-            self.report({"ERROR"}, s.status)
-            return {"CANCELLED"}
-        context.view_layer.objects.active = new  # write() selected it
-        n, m = len(job.options.reconstruct.keypoints or {}), len(face_pins(new))
-        s.status = (f"Refit in {time.time() - job.started:.1f} s, {n} keypoint{'s' * (n != 1)} held"
-                    + (f", {m} pin{'s' * (m != 1)}" if m else ""))
-        self.report({"INFO"}, s.status)
-        return {"FINISHED"}
+            self._fail(context, f"refit: {e}")
+            return None
+        self._face_name = face.name
+        return job
+
+    def _write(self, context, job: Job) -> None:
+        face = bpy.data.objects.get(self._face_name)
+        if face is None:
+            raise ValueError(f"{self._face_name} was deleted during the refit")
+        context.view_layer.objects.active = replace_face(context, face, job)  # write() selected it
+
+    def _done(self, job: Job) -> str:
+        n, m = len(job.options.reconstruct.keypoints or {}), len(face_pins(bpy.context.view_layer.objects.active))
+        return (f"Refit in {time.time() - job.started:.1f} s, {n} keypoint{'s' * (n != 1)} held"
+                + (f", {m} pin{'s' * (m != 1)}" if m else ""))
 
 
 class GLVD_OT_add_photo(bpy.types.Operator, ImportHelper):
