@@ -4,9 +4,9 @@ Every file is written under a temporary name, checked whole (Blender's exporters
 success on a file a full disk cut short: header, length, seek table, face count) and only then
 renamed, so a failed or killed export never leaves a half-written file under the final name.
 FBX is the exception: it records its texture's path after its own name, so it is written in
-place, checked, and a failure puts back the file that was there. glTF/GLB carry the shape keys (ARKit + descent) as
-morph targets and embed the photo texture (GLB) or write it beside the file; FBX embeds it;
-OBJ writes an .mtl and the texture PNG beside the .obj.
+place, checked, and a failure puts back the file that was there. glTF/GLB carry the shape keys
+(ARKit + descent) as morph targets and embed the photo texture (GLB) or write it beside the
+file; FBX embeds it; OBJ writes an .mtl and the texture PNG beside the .obj.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def _why_incomplete(fmt: str, path: Path, polygons: int | None) -> str | None:
         if data[:21] != b"Kaydara FBX Binary  \x00":
             return "not a binary FBX file"
         return None if data.endswith(_FBX_FOOTER) else "the FBX is cut short"
+    if fmt == "png":
+        whole = data[:8] == b"\x89PNG\r\n\x1a\n" and data.endswith(b"IEND\xaeB`\x82")
+        return None if whole else "the PNG is cut short"
     if fmt == "obj":
         text = data.decode("utf-8", "replace")
         if not text.endswith("\n"):
@@ -65,6 +68,14 @@ def _why_incomplete(fmt: str, path: Path, polygons: int | None) -> str | None:
             return f"the OBJ has {faces} of {polygons} faces"
         return None if faces else "the OBJ has no faces"
     return None
+
+
+def _check_whole(fmt: str, written: Path, final: Path, polygons: int | None = None) -> None:
+    """Raise OSError naming ``final`` unless ``written`` is a whole ``fmt`` file: Blender's
+    exporters can report success on a file they could not finish (a full disk)."""
+    why = _why_incomplete(fmt, written, polygons)
+    if why:
+        raise OSError(f"{final}: the {fmt} export did not complete ({why}); nothing was kept")
 
 
 def _export_fbx(path: Path) -> Path:
@@ -78,9 +89,7 @@ def _export_fbx(path: Path) -> Path:
     try:
         bpy.ops.export_scene.fbx(filepath=str(path), use_selection=True, path_mode="COPY", embed_textures=True,
                                  use_mesh_modifiers=False)
-        why = _why_incomplete("fbx", path, None)
-        if why:
-            raise OSError(f"{path}: the fbx export did not complete ({why}); nothing was kept")
+        _check_whole("fbx", path, path)
     except BaseException:
         path.unlink(missing_ok=True)
         if previous.exists():
@@ -128,22 +137,14 @@ def export(fmt: str, path: str | Path, objects: list[bpy.types.Object] | None = 
 
 
 def _export(fmt: str, path: Path, objects: list[bpy.types.Object] | None) -> Path:
-    path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-
-    def verified(fmt_, tmp_, final, polygons=None):
-        """Blender's exporters can report success on a file they could not finish (a full disk)."""
-        why = _why_incomplete(fmt_, tmp_, polygons)
-        if why:
-            raise OSError(f"{final}: the {fmt_} export did not complete ({why}); nothing was kept")
-
     if fmt == "blend":
         try:
             bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
-            verified(fmt, tmp, path)
+            _check_whole(fmt, tmp, path)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -166,32 +167,30 @@ def _export(fmt: str, path: Path, objects: list[bpy.types.Object] | None) -> Pat
                 img.file_format = "PNG"
                 pngs.append(png)
                 img.save()
-                data = png.read_bytes()
-                if data[:8] != b"\x89PNG\r\n\x1a\n" or not data.endswith(b"IEND\xaeB`\x82"):
-                    raise OSError(f"{png}: the texture was not written whole; nothing was kept")
+                _check_whole("png", png, png)
         if fmt == "obj":
             bpy.ops.wm.obj_export(filepath=str(tmp), export_selected_objects=True, export_materials=True,
                                   path_mode="STRIP", export_uv=True, export_normals=True,
                                   forward_axis="NEGATIVE_Z", up_axis="Y")
-            verified(fmt, tmp, path, polygons)
+            _check_whole(fmt, tmp, path, polygons)
             if mtl_tmp.exists():  # the .obj names its .mtl: keep the pair consistent
                 if mtl_tmp.stat().st_size == 0:
                     raise OSError(f"{path.with_suffix('.mtl')}: the material file is empty; nothing was kept")
                 text = tmp.read_text().replace(mtl_tmp.name, path.with_suffix(".mtl").name)
                 tmp.write_text(text)
-                verified(fmt, tmp, path, polygons)
+                _check_whole(fmt, tmp, path, polygons)
                 os.replace(mtl_tmp, path.with_suffix(".mtl"))
         elif fmt in ("glb", "gltf"):
             bpy.ops.export_scene.gltf(filepath=str(tmp), export_format="GLB" if fmt == "glb" else "GLTF_SEPARATE",
                                       use_selection=True, export_morph=True, export_texcoords=True,
                                       export_normals=True)
             if fmt == "gltf":
-                verified(fmt, tmp, path)
+                _check_whole(fmt, tmp, path)
                 if bin_tmp.exists():
                     text = tmp.read_text().replace(bin_tmp.name, path.with_suffix(".bin").name)
                     tmp.write_text(text)
                     os.replace(bin_tmp, path.with_suffix(".bin"))
-            verified(fmt, tmp, path)
+            _check_whole(fmt, tmp, path)
         os.replace(tmp, path)
         done = True
     finally:

@@ -19,7 +19,7 @@ from . import core, exporters, scene_writer
 from .props import settings
 
 if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
-    from glvd_core.pipeline import Inputs, PipelineResult
+    from glvd_core.pipeline import Inputs, PipelineOptions, PipelineResult
     from glvd_core.reconstruct import Reconstructor
 
 
@@ -166,11 +166,16 @@ def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
             cameras[i] = cam
         inputs.cameras = cameras
     kind = "identity" if cameras is not None else ("camera" if len(photos) == 1 else "head")
-    options = pipeline.PipelineOptions(pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed),
-                                       fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
-                                       texture_size=int(s.texture_size) if s.bake_texture else 0,
-                                       neutral=s.neutral, arkit=s.arkit_shapes)
-    return Job(inputs, kind, options, s.model_path, s.device, started=clicked)
+    return Job(inputs, kind, pipeline_options(s), s.model_path, s.device, started=clicked)
+
+
+def pipeline_options(s: bpy.types.PropertyGroup, keypoints: dict | None = None) -> PipelineOptions:
+    """What the panel's settings ``s`` ask the pipeline for; ``keypoints``: held ones (Refit)."""
+    pipeline = core.import_core("pipeline")
+    return pipeline.PipelineOptions(
+        pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed, keypoints=keypoints or None),
+        fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
+        texture_size=int(s.texture_size) if s.bake_texture else 0, neutral=s.neutral, arkit=s.arkit_shapes)
 
 
 def extras_of(result: PipelineResult) -> scene_writer.Extras:
@@ -378,11 +383,8 @@ def gather_refit(context: bpy.types.Context, face: bpy.types.Object) -> Job:
     pins = face_pins(face)
     if pins:
         pipeline.attach_pins(inputs, {"pins": pins})  # pins turn the fit on
-    options = pipeline.PipelineOptions(
-        pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed, keypoints=held or None),
-        fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
-        texture_size=int(s.texture_size) if s.bake_texture else 0, neutral=s.neutral, arkit=s.arkit_shapes)
-    job = Job(inputs, src["kind"], options, s.model_path, s.device, prepared=prepared, started=clicked)
+    job = Job(inputs, src["kind"], pipeline_options(s, held), s.model_path, s.device, prepared=prepared,
+              started=clicked)
     job.to_blender = np.array(src["to_blender"]).reshape(4, 4)
     return job
 
@@ -414,9 +416,9 @@ def replace_face(context: bpy.types.Context, old_face: bpy.types.Object, job: Jo
     new result is written first: if that fails, the old face is untouched."""
     old_col = next((c for c in old_face.users_collection if c.name.startswith("GLVD Reconstruction")), None)
     old_objects = list(old_col.objects) if old_col is not None else [old_face, *old_face.children]
-    names = {o.name: o for o in old_objects}
+    names = {o.name for o in old_objects}
     col_name = old_col.name if old_col is not None else None
-    pins_json = old_face.get("glvd_pins", "[]")
+    pins = face_pins(old_face)
     out = write(context, job)
     used = _data_of(old_objects)
     for o in old_objects:
@@ -433,9 +435,8 @@ def replace_face(context: bpy.types.Context, old_face: bpy.types.Object, job: Jo
         base = o.name.rsplit(".", 1)[0] if o.name.rsplit(".", 1)[-1].isdigit() else o.name
         if base in names:
             o.name = base
-    pins = face_pins_from(pins_json)
     if pins:  # the artist's pins stay on the face, with how far each ended from its pixel
-        out["face"]["glvd_pins"] = pins_json
+        out["face"]["glvd_pins"] = json.dumps(pins)
         fit = job.result.fit
         out["face"]["glvd_pin_errors"] = json.dumps(pin_errors(pins, fit.pin_errors_px if fit is not None else []))
     return out["face"]
@@ -446,14 +447,15 @@ def refittable(ob: bpy.types.Object | None) -> bool:
     return ob is not None and ob.type == "MESH" and "glvd_source" in ob
 
 
-def face_pins_from(text: str) -> list:
-    return json.loads(text or "[]")
-
-
 def face_pins(face: bpy.types.Object) -> list:
     """The artist's pins on ``face``: [{"view", "vertex", "pixel": [x, y]}] in the photo files'
     pixels, the pins.json schema (glvd_core/fitting/pins.py); saved with the .blend."""
-    return face_pins_from(face.get("glvd_pins", "[]"))
+    return json.loads(face.get("glvd_pins") or "[]")
+
+
+def face_pin_errors(face: bpy.types.Object) -> list:
+    """Per pin of ``face`` (same order) the pixels it ended from its spot after the last refit, or None."""
+    return json.loads(face.get("glvd_pin_errors") or "[]")
 
 
 def pin_errors(pins: list, per_view: list) -> list:
@@ -521,12 +523,11 @@ class GLVD_OT_remove_pin(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         ob = context.active_object
-        return ob is not None and bool(ob.get("glvd_pins")) and ob.get("glvd_pins") != "[]"
+        return ob is not None and bool(face_pins(ob))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         face = context.active_object
-        pins = face_pins(face)
-        errors = json.loads(face.get("glvd_pin_errors", "[]"))
+        pins, errors = face_pins(face), face_pin_errors(face)
         if self.index < 0:
             pins, errors = [], []
         elif self.index < len(pins):

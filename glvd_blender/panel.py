@@ -1,5 +1,3 @@
-import json
-
 import bpy
 
 from . import core, ops
@@ -78,7 +76,7 @@ class GLVD_PT_main(bpy.types.Panel):
         if ops.refittable(face):
             box = layout.box()
             pins = ops.face_pins(face)
-            errors = json.loads(face.get("glvd_pin_errors", "[]"))
+            errors = ops.face_pin_errors(face)
             row = box.row(align=True)
             row.label(text=f"Pins ({len(pins)})", icon="PINNED")
             row.operator("glvd.add_pin", text="", icon="ADD")

@@ -117,7 +117,7 @@ def _reconstruct(a) -> int:
     from .reconstruct import ReconstructOptions, Reconstructor
 
     # every option and output path is checked before the work, so a typo costs no reconstruction
-    from .reconstruct import load_held_keypoints
+    from .reconstruct import check_keypoint_indices, load_held_keypoints
 
     held = load_held_keypoints(a.keypoints) if a.keypoints else None
     options = PipelineOptions(ReconstructOptions(iterations=a.iterations, clip=a.clip, seed=a.seed, detect=not a.no_detect,
@@ -138,8 +138,8 @@ def _reconstruct(a) -> int:
     if a.pins:
         attach_pins(inputs, a.pins)
     rec = Reconstructor.from_pretrained(a.weights, device=a.device)
-    if a.keypoints:  # the indices against this model's keypoints, naming the file
-        load_held_keypoints(a.keypoints, rec.cfg.arch.num_keypoints)
+    if held:  # the indices against this model's keypoints, naming the file
+        check_keypoint_indices(held, rec.cfg.arch.num_keypoints, where=a.keypoints)
     res = run(rec, inputs, options)
     r = res.reconstruction
     for n in res.notes:

@@ -102,10 +102,18 @@ def load_held_keypoints(path: str | Path, num_keypoints: int | None = None) -> d
             raise InputError(f"{p}: keypoint {key!r}: the index must be a non-negative integer")
         if not is_number_list(x, 3):
             raise InputError(f"{p}: keypoint {key}: expected [x, y, z] finite metres, got {x!r}")
-        if num_keypoints is not None and int(key) >= num_keypoints:
-            raise InputError(f"{p}: keypoint {key} does not exist: the model has {num_keypoints} (0..{num_keypoints - 1})")
         out[int(key)] = tuple(float(c) for c in x)
+    if num_keypoints is not None:
+        check_keypoint_indices(out, num_keypoints, where=str(p))
     return out
+
+
+def check_keypoint_indices(held: dict, num_keypoints: int, where: str) -> None:
+    """Raise :class:`InputError` naming ``where`` for a held keypoint the model does not have."""
+    bad = sorted(j for j in held if j >= num_keypoints)
+    if bad:
+        raise InputError(f"{where}: keypoint {bad[0]} does not exist: the model has {num_keypoints} "
+                         f"(0..{num_keypoints - 1})")
 
 
 @dataclass
@@ -434,9 +442,7 @@ class Reconstructor:
         out = self._output_map(frame, world)
         held = None
         if o.keypoints:
-            bad = [j for j in o.keypoints if j >= arch.num_keypoints]
-            if bad:
-                raise InputError(f"keypoint {bad[0]} does not exist: the model has {arch.num_keypoints} (0..{arch.num_keypoints - 1})")
+            check_keypoint_indices(o.keypoints, arch.num_keypoints, where="held keypoints")
             X = np.array([o.keypoints[j] for j in sorted(o.keypoints)], np.float64)
             x_n = frame.from_world_m(X) if world else (X - frame.c_cam0) / frame.scale_m
             pos = torch.zeros(1, arch.num_keypoints, 3, dtype=f32)

@@ -23,7 +23,6 @@ number of inputs (each report entry records the process's resident memory).
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"} 
 GUIDES = ("pins.json", "keypoints.json")  # an input's guides, beside it (docstring)
 
 
-def guides_for(photos, source):
+def guides_for(source):
     """(pins.json, keypoints.json) paths for one input, None where there is none: ``NAME_pins.json``
     and ``NAME_keypoints.json`` beside a photo, or ``pins.json`` and ``keypoints.json`` in a
     subject's folder (--views-per-subject)."""
@@ -100,15 +99,6 @@ def memory_mb():
     return cur, peak
 
 
-def atomic_json(path, obj):
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def fail(message):
     """One line on stderr and exit status 2: a bad global option, before any input is touched."""
     print(f"batch.py: error: {message}", file=sys.stderr)
@@ -161,7 +151,7 @@ def main(argv):
     import glvd_blender
     from glvd_blender import core, exporters, ops
 
-    pipeline = core.import_core("pipeline")
+    pipeline, gio = core.import_core("pipeline"), core.import_core("io")
 
     ext = exporters.FORMATS
     bad = [f for f in formats if f not in ext]
@@ -223,7 +213,7 @@ def main(argv):
                         s.photos.add().filepath = str(Path(p).resolve())
                     job = ops.gather(bpy.context, loaded=loaded)
                     job.prepared = prepared
-                    pins, held = guides_for(photos, src)
+                    pins, held = guides_for(src)
                     if pins:
                         pipeline.attach_pins(job.inputs, pins)
                     if held:
@@ -251,7 +241,7 @@ def main(argv):
             report["results"].append(entry)
             gc.collect()  # the glTF exporter leaves reference cycles holding its buffers: ~25 MB an input otherwise
             try:
-                atomic_json(out / "report.json", report)
+                gio.atomic_write_bytes(out / "report.json", json.dumps(report, indent=1).encode())
             except OSError as e:  # e.g. a full disk: said once per input, the batch goes on
                 report_failed = True
                 print(f"could not write {out / 'report.json'}: {e.strerror or e}", file=sys.stderr, flush=True)

@@ -332,7 +332,7 @@ def _blend_plan(V, images, cameras, template, masks, a, feather, pad) -> _BlendP
     mirror = a_seen < 1
     a_mirror = np.zeros(len(P))
     mcolour = np.zeros((len(P), 3))
-    mws, mxys = [None] * len(views), [None] * len(views)
+    mws, mxys, mden = [None] * len(views), [None] * len(views), None
     if mirror.any():
         f = faces[tri[mirror]]
         sym = np.asarray(template.symmetry)
@@ -372,7 +372,7 @@ def _blend_plan(V, images, cameras, template, masks, a, feather, pad) -> _BlendP
     src[inside] = source
     # per-lookup weights: the seen views share a_seen, the mirrored lookups the mirror's share
     alpha = [a_seen * w / np.maximum(den, 1e-12) for w in ws]
-    betas = [None if mw is None else (1 - a_seen) * a_mirror * mw / np.maximum(sum(mws), 1e-12) for mw in mws]
+    betas = [None if mw is None else (1 - a_seen) * a_mirror * mw / np.maximum(mden, 1e-12) for mw in mws]
     margin = 2  # texels into the gutter: the bilinear upsampling at the chart's edge reads them
 
     def grid(values):
