@@ -26,8 +26,8 @@ def test_fresh_scene_panel_shows_every_setting_and_the_button(addon):
                                                                    "glvd.reconstruct"}
     (button,) = lay.find("operator", operator="glvd.reconstruct")
     assert button.enabled
-    device_line = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("PyTorch")]
-    assert len(device_line) == 1 and ("CPU" in device_line[0] or "CUDA" in device_line[0])
+    runtime_line = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("Runtime: ")]
+    assert len(runtime_line) == 1 and ("CPU" in runtime_line[0] or "CUDA" in runtime_line[0])
     assert not lay.find("operator", operator="glvd.export_face")  # no face yet
 
 
@@ -54,13 +54,44 @@ def test_camera_mode_hides_the_photo_list(addon):
     assert lay.find("operator", operator="glvd.reconstruct")
 
 
-def test_without_pytorch_the_button_is_disabled_and_the_panel_says_why(addon, monkeypatch):
+def test_a_missing_module_disables_the_button_and_the_panel_names_it_with_its_error(addon, monkeypatch):
     from glvd_blender import core
 
-    monkeypatch.setattr(core, "device_report", lambda: (False, "PyTorch not found (ImportError)"))
-    lay = panel()
+    monkeypatch.setattr(core, "REQUIRED_MODULES", ("cv2", "glvd_no_such_module"))
+    core.forget_environments()  # the report is cached until the environment changes
+    try:
+        lay = panel()
+    finally:
+        monkeypatch.undo()
+        core.forget_environments()
     assert not lay.find("operator", operator="glvd.reconstruct")[0].enabled
-    assert any(i.args.get("icon") == "ERROR" and "PyTorch not found" in i.args["text"] for i in lay.find("label"))
+    assert any(i.args.get("icon") == "ERROR" and "Missing module glvd_no_such_module (No module named "
+               "'glvd_no_such_module')" in i.args["text"] for i in lay.find("label"))
+
+
+def test_without_pytorch_the_numpy_runtime_reconstructs(addon, monkeypatch, synthetic_photo):
+    """In a Blender without torch the panel offers Reconstruct, and it runs on the numpy runtime."""
+    import sys
+
+    from glvd_blender import core, ops
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" fails, as where it is not installed
+    monkeypatch.setattr(ops, "_MODELS", {})  # no model loaded with torch earlier in this session
+    core.forget_environments()
+    try:
+        lay = panel()
+        assert lay.find("operator", operator="glvd.reconstruct")[0].enabled
+        assert any(i.args.get("text", "").startswith("Runtime: numpy, CPU") for i in lay.find("label"))
+        ops.wait_for_preload()
+        p = bpy.context.scene.glvd.photos.add()
+        p.filepath = str(synthetic_photo.path / "view_00.png")
+        assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+        assert next(iter(ops._MODELS.values())).runtime == "numpy"
+    finally:
+        monkeypatch.undo()
+        core.forget_environments()
+    assert "GLVD Face" in bpy.data.objects
+    assert bpy.context.scene.glvd.status.startswith("Done")
 
 
 def test_status_and_export_appear_for_a_reconstructed_face(addon, synthetic_photo):
@@ -101,7 +132,7 @@ def test_preferences_show_the_environment_and_the_device(addon):
         if added:
             bpy.context.preferences.addons.remove(entry)
     assert drawn_props(lay) == {"python_environment"}
-    assert any(i.args.get("text", "").startswith("PyTorch") for i in lay.find("label"))
+    assert any(i.args.get("text", "").startswith("Runtime: ") for i in lay.find("label"))
 
 
 @pytest.mark.parametrize("bad", [

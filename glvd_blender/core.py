@@ -1,5 +1,5 @@
 """The seam to glvd_core (bundled inside the extension, or the development checkout) and the
-user's Python environment for torch & co."""
+user's Python environment for the modules Blender does not bundle."""
 
 from __future__ import annotations
 
@@ -54,10 +54,12 @@ def use_environment(path: str) -> str | None:
     if p not in sys.path:
         sys.path.append(p)
         _ADDED.append(p)
+    _REPORT.clear()  # a module missing before may import now
     return None
 
 
 def forget_environments() -> None:
+    _REPORT.clear()
     for p in _ADDED:
         if p in sys.path:
             sys.path.remove(p)
@@ -73,12 +75,32 @@ def bpy_abspath(path: str) -> str:
         return path
 
 
-def device_report() -> tuple[bool, str]:
-    """(torch usable, one-line description of the compute device)."""
+# What reconstructing imports besides Blender's own numpy. PyTorch is not among them: without it
+# the model runs in glvd_core's numpy runtime (CPU); with it, on CUDA too.
+REQUIRED_MODULES = ("cv2", "mediapipe", "scipy", "PIL")
+_REPORT: list = []
+
+
+def runtime_report() -> tuple[bool, str]:
+    """(every module reconstructing needs imports, one line for the panel): the first module that
+    does not import, with its real ImportError, else the runtime and its device. Imports each
+    module once (cached until the Python environment changes)."""
+    if not _REPORT:
+        _REPORT.append(_runtime_report())
+    return _REPORT[0]
+
+
+def _runtime_report() -> tuple[bool, str]:
+    for name in REQUIRED_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any import failure is reported to the user
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return False, f"Missing module {name} ({why}): set the Python environment in Preferences"
     try:
         import torch
-    except Exception as e:  # noqa: BLE001 - any import failure is reported to the user
-        return False, f"PyTorch not found ({type(e).__name__}); set the Python environment in Preferences"
+    except Exception:  # noqa: BLE001 - no torch: the numpy runtime runs
+        return True, "Runtime: numpy, CPU (PyTorch not installed; it adds CUDA)"
     if torch.cuda.is_available():
-        return True, f"PyTorch {torch.__version__}: CUDA {torch.cuda.get_device_name(0)}"
-    return True, f"PyTorch {torch.__version__}: CPU ({torch.get_num_threads()} threads)"
+        return True, f"Runtime: PyTorch {torch.__version__}, CUDA {torch.cuda.get_device_name(0)}"
+    return True, f"Runtime: PyTorch {torch.__version__}, CPU ({torch.get_num_threads()} threads)"

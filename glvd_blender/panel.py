@@ -40,7 +40,7 @@ class GLVD_PT_main(bpy.types.Panel):
         col.prop(s, "seed")
         col.prop(s, "fov")
         layout.prop(s, "device")
-        ok, msg = core.device_report()
+        ok, msg = core.runtime_report()
         layout.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
         if ok:  # load the model while the artist picks photos, not on the click (no-op once loaded)
             ops.preload(s.model_path, s.device)

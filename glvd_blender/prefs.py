@@ -20,18 +20,18 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
     python_environment: StringProperty(
         name="Python environment",
         description="A Python environment (its folder, or its site-packages) for this Blender's Python with "
-                    "torch, opencv-python-headless, mediapipe, matplotlib, scipy and pillow "
+                    "opencv-python-headless, mediapipe, matplotlib, scipy and pillow, and optionally torch for CUDA "
                     "(for example the .venv made by scripts/setup.sh)",
         subtype="DIR_PATH", default="", update=_env_changed)
 
     def draw(self, context: bpy.types.Context) -> None:
         col = self.layout.column()
         col.prop(self, "python_environment")
-        ok, msg = core.device_report()
+        ok, msg = core.runtime_report()
         col.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
-        col.label(text="PyTorch is too large to bundle: point this at an environment made with scripts/setup.sh,")
-        col.label(text="or with 'pip install torch==2.13.0 opencv-python-headless==4.11.0.86 pillow scipy matplotlib'")
-        col.label(text="and 'pip install --no-deps mediapipe==0.10.21' (Python 3.11: Blender 4.2 LTS to 5.0).")
+        col.label(text="Point this at an environment made with scripts/setup.sh, or with 'pip install")
+        col.label(text="opencv-python-headless==4.11.0.86 pillow scipy matplotlib' and 'pip install --no-deps")
+        col.label(text="mediapipe==0.10.21' (Python 3.11: Blender 4.2 LTS to 5.0). PyTorch is optional: it adds CUDA.")
 
 
 def preferences(context: bpy.types.Context = None) -> bpy.types.AddonPreferences:

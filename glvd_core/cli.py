@@ -137,7 +137,7 @@ def _reconstruct(a) -> int:
         inputs.cameras = cams
     if a.pins:
         attach_pins(inputs, a.pins)
-    rec = Reconstructor.from_pretrained(a.weights, device=a.device)
+    rec = Reconstructor.from_pretrained(a.weights, device=a.device, runtime=a.runtime)
     if held:  # the indices against this model's keypoints, naming the file
         check_keypoint_indices(held, rec.cfg.arch.num_keypoints, where=a.keypoints)
     res = run(rec, inputs, options)
@@ -169,7 +169,7 @@ def _reconstruct(a) -> int:
         files[Path(a.json)] = json.dumps(r.summary(), indent=1).encode()
     write_together(files)  # the whole result set, or none of it
     print(f"wrote {Path(a.output)}: {r.vertices.shape[1]} vertices, {len(r.faces)} triangles, frame {r.frame}, "
-          f"{r.timings['total']:.2f} s on {rec.device}")
+          f"{r.timings['total']:.2f} s on {rec.device} ({rec.runtime})")
     return 0
 
 
@@ -308,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "numpy"],
+                   help="run the networks with torch or with numpy alone (CPU; what Blender runs without torch); "
+                        "auto: torch when it is installed. Both give the same mesh")
     p.add_argument("--weights", default=None, help="model file (default: the bundled model)")
     p.add_argument("--trajectory", help="write every step to this .npz")
     p.add_argument("--json", help="write a summary (cameras, timings) to this .json")

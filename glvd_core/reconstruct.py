@@ -17,26 +17,29 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
-import torch
 
 from .cameras import DEFAULT_FOV_DEG, Camera, CameraError
 from .io import InputError, atomic_write_bytes, first_line, is_number_list, npz_bytes, obj_text, read_json
 from .model.config import GLVDConfig, InferenceConfig, get_config
 from .model.frame import Frame, make_frame
-from .model.glvd import GLVD, landmark_heatmaps
 from .template import Template, load_template
 
 if TYPE_CHECKING:
+    import torch
+
+    from .model.glvd import GLVD
     from .model.identity_cnn import IdentityCNN
-from .checkpoint import load_checkpoint, resolve_device
+    from .runtime.descent import NumpyGLVD
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "glvd_default.pt"
 # Config fields a trained model's user may change (they do not touch the weights).
 INFERENCE_FIELDS = tuple(f.name for f in fields(InferenceConfig))
+Runtime = Literal["auto", "torch", "numpy"]
+RUNTIMES = ("auto", "torch", "numpy")
 RUNAWAY_LIMIT = 8.0  # normalised units (~1.3 m): a vertex beyond this means the descent diverged
 
 
@@ -230,54 +233,91 @@ def prepare_view(image: np.ndarray, mask: np.ndarray | None, camera: Camera, lan
     return PreparedView(img, m, camera.crop_resize(x0, y0, scale, size, size), lm)
 
 
-class Reconstructor:
-    """Holds a GLVD model on a device; ``reconstruct`` turns photos into a template mesh."""
+def resolve_runtime(runtime: str = "auto", device: str = "auto") -> str:
+    """``"torch"`` or ``"numpy"``: ``auto`` takes torch where it imports (CUDA, training, the CLI's
+    ``.venv``) and numpy where it does not (a Blender with only what the extension zip carries)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}: use {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            runtime = "numpy"
+        else:
+            runtime = "torch"
+    if runtime == "numpy" and device not in ("auto", "cpu"):
+        raise ValueError(f"the numpy runtime runs on the CPU; device {device!r} needs the torch runtime "
+                         "(pip install torch; README: CUDA)")
+    return runtime
 
-    def __init__(self, model: GLVD, template: Template, device: torch.device, source: str = "",
-                 identity_net: "IdentityCNN | None" = None):
-        self.model = model.eval().to(device)
+
+def keypoint_start(seed: int, num_keypoints: int, extent: float) -> np.ndarray:
+    """(K, 3) float32 keypoint start, uniform in [-extent, extent]^3: exactly what
+    ``torch.rand(1, K, 3, generator=torch.Generator().manual_seed(seed))`` draws (the same MT19937
+    stream, 24 bits a number), so both runtimes start from the same keypoints without torch."""
+    raw = np.random.RandomState(int(seed) % 2 ** 32)._bit_generator.random_raw(num_keypoints * 3)
+    u = ((raw & 0xFFFFFF).astype(np.float64) * 2.0 ** -24).astype(np.float32).reshape(num_keypoints, 3)
+    return (u * np.float32(2) - np.float32(1)) * np.float32(extent)
+
+
+class Reconstructor:
+    """Holds a GLVD model in one runtime (torch on a device, or numpy on the CPU); ``reconstruct``
+    turns photos into a template mesh. Both runtimes read the same model file and give the same
+    result (within 1e-6 m, tested)."""
+
+    def __init__(self, model: "GLVD | NumpyGLVD", template: Template, device: "torch.device | str" = "cpu",
+                 source: str = "", identity_net: "IdentityCNN | None" = None):
+        from .runtime.descent import NumpyGLVD
+
+        self.runtime = "numpy" if isinstance(model, NumpyGLVD) else "torch"
+        self.model = model if self.runtime == "numpy" else model.eval().to(device)
         self.template = template
         self.device = device
         self.source = source
         self.cfg: GLVDConfig = model.cfg
-        self.identity_net = identity_net  # the "image" prior's CNN (CPU); None when the model has none
+        self.identity_net = identity_net  # torch: the "image" prior's CNN (CPU); numpy: model.identity
 
     # -- construction --------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
-                        overrides: dict | None = None, identity_cnn: str | Path | None = None) -> "Reconstructor":
+                        overrides: dict | None = None, identity_cnn: str | Path | None = None,
+                        runtime: Runtime = "auto") -> "Reconstructor":
         """Load a trained model (default: the bundled one) onto ``device`` (auto, cpu, cuda).
         One file carries both networks: the descent's and, under ``identity_cnn``, the CNN of
         the ``"image"`` vertex prior.
         ``overrides``: inference settings replacing the model's own, any of
         :data:`INFERENCE_FIELDS` (e.g. ``{"iterations": 8}``).
         ``identity_cnn``: another file's identity CNN instead of the model's own (a candidate to
-        evaluate); loaded here, so a missing or mismatched file fails now."""
-        from .model.identity_cnn import identity_cnn_from_package, load_identity_cnn
-
-        dev = resolve_device(device)
+        evaluate; torch runtime); loaded here, so a missing or mismatched file fails now.
+        ``runtime``: ``"torch"``, ``"numpy"`` (no torch needed: what the Blender extension runs
+        where torch is not installed) or ``"auto"`` (:func:`resolve_runtime`)."""
+        runtime = resolve_runtime(runtime, device)
         p = Path(path) if path is not None else DEFAULT_MODEL
         if path is None and not p.is_file():
             raise FileNotFoundError(f"no bundled model at {p}; train one (python -m glvd_core train) and pass --weights")
-        ck = load_checkpoint(p)
-        tpl = load_template()
-        if ck.get("template_sha256") != tpl.sha256:
-            raise ValueError(f"{p}: made for another template (sha256 {str(ck.get('template_sha256'))[:12]}…, "
-                             f"this one is {tpl.sha256[:12]}…)")
-        cfg = GLVDConfig.from_dict(ck["config"])
         overrides = overrides or {}
         bad = sorted(set(overrides) - set(INFERENCE_FIELDS))
         if bad:
             raise ValueError(f"cannot override {', '.join(bad)} of a trained model; inference settings are "
                              f"{', '.join(INFERENCE_FIELDS)}")
-        cfg = cfg.replace(**overrides)
+        if runtime == "numpy":
+            return cls._numpy_from_file(p, overrides, identity_cnn)
+        import torch
+
+        from .checkpoint import load_checkpoint, resolve_device
+        from .model.glvd import GLVD
+        from .model.identity_cnn import identity_cnn_from_package, load_identity_cnn
+
+        dev = resolve_device(device)
+        ck = load_checkpoint(p)
+        tpl = load_template()
+        _check_template(ck, tpl, p)
+        cfg = GLVDConfig.from_dict(ck["config"]).replace(**overrides)
         if identity_cnn is not None:
             ident = load_identity_cnn(str(identity_cnn))
         else:
             ident = identity_cnn_from_package(ck["identity_cnn"], p) if "identity_cnn" in ck else None
-        if cfg.inference.vertex_prior == "image" and ident is None:
-            raise ValueError(f"{p}: the 'image' vertex prior needs an identity CNN and this file carries none; "
-                             "pass one (identity_cnn=, --identity-cnn) or use another vertex_prior")
+        _check_identity(cfg, ident is not None, p)
         model = GLVD(cfg, tpl)
         state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck["model"].items()}
         try:
@@ -287,8 +327,32 @@ class Reconstructor:
         return cls(model, tpl, dev, source=str(p), identity_net=ident)
 
     @classmethod
+    def _numpy_from_file(cls, p: Path, overrides: dict, identity_cnn) -> "Reconstructor":
+        from .runtime import torchfile
+        from .runtime.descent import NumpyGLVD
+
+        if identity_cnn is not None:
+            raise ValueError("another identity CNN (identity_cnn=, --identity-cnn) needs the torch runtime")
+        ck = torchfile.load_model(p)
+        tpl = load_template()
+        _check_template(ck, tpl, p)
+        cfg = GLVDConfig.from_dict(ck["config"]).replace(**overrides)
+        ident = ck.get("identity_cnn")
+        _check_identity(cfg, ident is not None, p)
+        try:
+            model = NumpyGLVD(cfg, tpl, ck["model"], None if ident is None else ident["model"])
+        except KeyError as e:
+            raise ValueError(f"{p}: weights do not match its config (missing {e})") from None
+        return cls(model, tpl, "cpu", source=str(p))
+
+    @classmethod
     def untrained(cls, config: str | GLVDConfig = "lite", device: str = "auto", seed: int = 0) -> "Reconstructor":
         """A randomly initialised model (for tests and the pipeline demo; results are meaningless)."""
+        import torch
+
+        from .checkpoint import resolve_device
+        from .model.glvd import GLVD
+
         cfg = get_config(config) if isinstance(config, str) else config
         torch.manual_seed(seed)
         tpl = load_template()
@@ -301,8 +365,8 @@ class Reconstructor:
                 detect: bool = True, names: Sequence[str] | None = None) -> tuple[list[PreparedView], list[Camera],
                 list[str]]:
         """Validate inputs and make the network views. Returns (views, cameras used, notes)."""
-        from .model.identity_cnn import face_crop
         from .preprocess import MediaPipeFaces, estimate_cameras, head_crop, head_mask, solve_pnp
+        from .preprocess.face_crop import face_crop
         from .preprocess.detect import mp_to_68
 
         if images is None or len(images) == 0:
@@ -376,7 +440,6 @@ class Reconstructor:
                 views[-1].face_crop = face_crop(imgs[i], p478s[i])
         return views, cams, notes
 
-    @torch.inference_mode()
     def reconstruct(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None,
                     cameras: Sequence[Camera] | None = None, options: ReconstructOptions | None = None, *,
                     landmarks: Sequence[np.ndarray | None] | None = None,
@@ -414,84 +477,142 @@ class Reconstructor:
         notes = list(notes)
         arch = self.cfg.arch
         frame = make_frame([v.camera for v in views], arch.frame_scale_m, arch.head_extent_m, arch.nominal_fill)
-        dev = self.device
-        f32 = torch.float32
-        img = torch.as_tensor(np.stack([v.image for v in views]), device=dev).permute(0, 3, 1, 2)[None].to(f32) / 255
-        msk = torch.as_tensor(np.stack([v.mask for v in views]), device=dev)[None, :, None].to(f32) / 255
-        if all(v.landmarks is not None for v in views):
-            lm = torch.as_tensor(np.stack([v.landmarks for v in views]), dtype=f32, device=dev)[None]
-            ok = torch.ones(lm.shape[:3], dtype=torch.bool, device=dev)
-        else:
-            lm = torch.zeros(1, len(views), arch.heatmap_channels, 2, device=dev)
-            ok = torch.zeros(1, len(views), arch.heatmap_channels, dtype=torch.bool, device=dev)
-        A = torch.as_tensor(frame.A, dtype=f32, device=dev)[None]
-        b = torch.as_tensor(frame.b, dtype=f32, device=dev)[None]
-        K = torch.as_tensor(frame.K, dtype=f32, device=dev)[None]
-        self._sync()
-        t1 = time.perf_counter()
-        hm = landmark_heatmaps(lm, ok, arch.image_size, arch.feature_size, arch.heatmap_sigma_px)
-        feats = self.model.encode(img, msk, hm)
         world = cameras is not None or len(views) > 1
-        if cfg.vertex_prior == "image":
-            feats.shape_w = self._image_shape(views, notes)
-        self._sync()
-        t2 = time.perf_counter()
-        g = torch.Generator().manual_seed(int(o.seed))
-        k = ((torch.rand(1, arch.num_keypoints, 3, generator=g) * 2 - 1) * cfg.kp_init_extent).to(dev)
-        v = self.model.vertex_init[None].clone()
         out = self._output_map(frame, world)
+        k = keypoint_start(o.seed, arch.num_keypoints, cfg.kp_init_extent)
         held = None
         if o.keypoints:
             check_keypoint_indices(o.keypoints, arch.num_keypoints, where="held keypoints")
-            X = np.array([o.keypoints[j] for j in sorted(o.keypoints)], np.float64)
+            idx = sorted(o.keypoints)
+            X = np.array([o.keypoints[j] for j in idx], np.float64)
             x_n = frame.from_world_m(X) if world else (X - frame.c_cam0) / frame.scale_m
-            pos = torch.zeros(1, arch.num_keypoints, 3, dtype=f32)
-            mask = torch.zeros(1, arch.num_keypoints, dtype=torch.bool)
-            pos[0, sorted(o.keypoints)] = torch.as_tensor(x_n, dtype=f32)
-            mask[0, sorted(o.keypoints)] = True
-            held = (pos.to(dev), mask.to(dev))
-            k = torch.where(mask.to(dev)[..., None], pos.to(dev), k)
-        traj_v, traj_k, steps = [v[0].cpu().numpy()], [k[0].cpu().numpy()], []
-        with self.model.last_layers_frozen():
-            ts = time.perf_counter()
-            for t, (v, k) in enumerate(self.model.descent(feats, v, k, A, b, K, clip, iterations, warm, held), 1):
-                vn, kn = v[0].cpu().numpy(), k[0].cpu().numpy()
-                steps.append(time.perf_counter() - ts)
-                if not (np.isfinite(vn).all() and np.isfinite(kn).all()):
-                    raise DescentError(f"descent step {t} produced non-finite positions (model {self.source})")
-                if np.abs(vn).max() > RUNAWAY_LIMIT or np.abs(kn).max() > RUNAWAY_LIMIT:
-                    raise DescentError(f"descent step {t} ran away (|x| > {RUNAWAY_LIMIT} units; model {self.source})")
+            pos = np.zeros((arch.num_keypoints, 3), np.float32)
+            mask = np.zeros(arch.num_keypoints, bool)
+            pos[idx], mask[idx] = x_n, True
+            held = (pos, mask)
+            k = np.where(mask[:, None], pos, k)
+        run = self._numpy_run if self.runtime == "numpy" else self._torch_run
+        times: dict = {}
+        traj_v, traj_k, steps = [], [], []
+        for t, (vn, kn) in enumerate(run(views, frame, k, held, clip, iterations, warm, notes, times, t0)):
+            if t == 0:  # the start
                 traj_v.append(vn)
                 traj_k.append(kn)
-                if callback is not None and callback(t, out(vn), out(kn)) is False:
-                    raise Cancelled(f"cancelled after step {t} of {iterations}")
                 ts = time.perf_counter()
+                continue
+            steps.append(time.perf_counter() - ts)
+            if not (np.isfinite(vn).all() and np.isfinite(kn).all()):
+                raise DescentError(f"descent step {t} produced non-finite positions (model {self.source})")
+            if np.abs(vn).max() > RUNAWAY_LIMIT or np.abs(kn).max() > RUNAWAY_LIMIT:
+                raise DescentError(f"descent step {t} ran away (|x| > {RUNAWAY_LIMIT} units; model {self.source})")
+            traj_v.append(vn)
+            traj_k.append(kn)
+            if callback is not None and callback(t, out(vn), out(kn)) is False:
+                raise Cancelled(f"cancelled after step {t} of {iterations}")
+            ts = time.perf_counter()
         t3 = time.perf_counter()
         V_m = np.stack([out(x) for x in traj_v]).astype(np.float32)
         K_m = np.stack([out(x) for x in traj_k]).astype(np.float32)
-        timings = dict(prepare=t1 - t0, encode=t2 - t1, descent=t3 - t2, total=time.perf_counter() - t0, steps=steps)
+        timings = dict(prepare=times["prepare"], encode=times["encode"], descent=t3 - times["start"],
+                       total=time.perf_counter() - t0, steps=steps)
         return Reconstruction(V_m, K_m, self.template.faces, self.template.uvs,
                               self.template.keypoint_indices(arch.num_keypoints), cams_used,
                               "world" if world else "camera", timings,
                               info=dict(model=self.source, config=self.cfg.name, device=str(self.device),
-                                        seed=int(o.seed), clip=clip, views=len(views), notes=notes),
+                                        runtime=self.runtime, seed=int(o.seed), clip=clip, views=len(views),
+                                        notes=notes),
                               landmarks478=[v.points478 for v in views],
                               cameras_estimated=cameras is None and len(views) > 1)
 
-    def _image_shape(self, views: list, notes: list) -> torch.Tensor | None:
-        """(1, M) identity weights of the ``"image"`` prior: the identity CNN's prediction from the
-        face crops, averaged over the views that have one (None, and a note, when none has: the
-        prior keeps the mean shape)."""
+    def _network_inputs(self, views: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The views as arrays: images (V, 3, S, S) and masks (V, 1, S, S) in [0, 1], landmarks
+        (V, L, 2) network-input pixels and their validity (V, L) (none valid unless every view has them)."""
+        img = np.stack([v.image for v in views]).transpose(0, 3, 1, 2).astype(np.float32) / 255
+        msk = np.stack([v.mask for v in views])[:, None].astype(np.float32) / 255
+        L = self.cfg.arch.heatmap_channels
+        if all(v.landmarks is not None for v in views):
+            lm = np.stack([v.landmarks for v in views]).astype(np.float32)
+            ok = np.ones(lm.shape[:2], bool)
+        else:
+            lm, ok = np.zeros((len(views), L, 2), np.float32), np.zeros((len(views), L), bool)
+        return img, msk, lm, ok
+
+    def _numpy_run(self, views, frame, k, held, clip, iterations, warm, notes, times, t0):
+        """The numpy runtime's descent: yields the start, then (vertices, keypoints) after each step
+        (normalised frame, numpy); records the stages' times in ``times``."""
+        from .runtime.descent import landmark_heatmaps
+
+        arch, m = self.cfg.arch, self.model
+        img, msk, lm, ok = self._network_inputs(views)
+        times["prepare"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        feats = m.encode(img, msk, landmark_heatmaps(lm, ok, arch.image_size, arch.feature_size, arch.heatmap_sigma_px))
+        if self.cfg.inference.vertex_prior == "image":
+            crops = self._face_crops(views, notes)
+            if crops is not None:
+                if m.identity is None:
+                    raise ValueError("the 'image' vertex prior needs an identity CNN; this model has none")
+                feats.shape_w = m.identity(crops).mean(0)
+        times["start"] = time.perf_counter()
+        times["encode"] = times["start"] - t1
+        yield m.vertex_init, k
+        yield from m.descent(feats, m.vertex_init, k, frame.A, frame.b, frame.K, clip, iterations, warm, held)
+
+    def _torch_run(self, views, frame, k, held, clip, iterations, warm, notes, times, t0):
+        """The torch runtime's descent, on ``self.device``; as :meth:`_numpy_run`."""
+        import torch
+
+        from .model.glvd import landmark_heatmaps
+
+        arch, dev, f32 = self.cfg.arch, self.device, torch.float32
+        with torch.inference_mode():
+            img, msk, lm, ok = (torch.as_tensor(x, device=dev)[None] for x in self._network_inputs(views))
+            A, b, K = (torch.as_tensor(x, dtype=f32, device=dev)[None] for x in (frame.A, frame.b, frame.K))
+            self._sync()
+            times["prepare"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            hm = landmark_heatmaps(lm, ok, arch.image_size, arch.feature_size, arch.heatmap_sigma_px)
+            feats = self.model.encode(img, msk, hm)
+            if self.cfg.inference.vertex_prior == "image":
+                w = self._image_shape(views, notes)
+                feats.shape_w = None if w is None else torch.as_tensor(w, device=dev)[None]
+            self._sync()
+            times["start"] = time.perf_counter()
+            times["encode"] = times["start"] - t1
+            v = self.model.vertex_init[None].clone()
+            kt = torch.as_tensor(k, device=dev)[None]
+            heldt = None if held is None else (torch.as_tensor(held[0], device=dev)[None],
+                                               torch.as_tensor(held[1], device=dev)[None])
+            yield v[0].cpu().numpy(), k
+            with self.model.last_layers_frozen():
+                for v, kt in self.model.descent(feats, v, kt, A, b, K, clip, iterations, warm, heldt):
+                    yield v[0].cpu().numpy(), kt[0].cpu().numpy()
+
+    def _face_crops(self, views: list, notes: list) -> np.ndarray | None:
+        """(C, 3, 112, 112) uint8 face crops of the views that have one (and a note for those that
+        do not); None when none has."""
         crops = [v.face_crop for v in views if v.face_crop is not None]
         if len(crops) < len(views):
             notes.append(f"image shape prior: {len(views) - len(crops)} of {len(views)} views have no MediaPipe "
                          "landmarks to crop the face" + ("; it keeps the template's mean shape" if not crops else ""))
-        if not crops:
+        return np.stack(crops) if crops else None
+
+    def _image_shape(self, views: list, notes: list) -> np.ndarray | None:
+        """(M,) identity weights of the ``"image"`` prior: the identity CNN's prediction from the
+        face crops, averaged over the views that have one (None, and a note, when none has: the
+        prior keeps the mean shape)."""
+        crops = self._face_crops(views, notes)
+        if crops is None:
             return None
+        if self.runtime == "numpy":
+            if self.model.identity is None:
+                raise ValueError("the 'image' vertex prior needs an identity CNN; this model has none")
+            return self.model.identity(crops).mean(0)
         if self.identity_net is None:
             raise ValueError("the 'image' vertex prior needs an identity CNN; this Reconstructor has none")
-        w = self.identity_net.predict(torch.as_tensor(np.stack(crops))).mean(0)
-        return w.to(self.device)[None]
+        import torch
+
+        return self.identity_net.predict(torch.as_tensor(crops)).mean(0).numpy()
 
     @staticmethod
     def _output_map(frame: Frame, world: bool):
@@ -500,5 +621,19 @@ class Reconstructor:
         return lambda x: frame.to_camera0_m(x.astype(np.float64))
 
     def _sync(self):
-        if self.device.type == "cuda":
+        if self.runtime == "torch" and self.device.type == "cuda":
+            import torch
+
             torch.cuda.synchronize()
+
+
+def _check_template(ck: dict, tpl: Template, p: Path) -> None:
+    if ck.get("template_sha256") != tpl.sha256:
+        raise ValueError(f"{p}: made for another template (sha256 {str(ck.get('template_sha256'))[:12]}…, "
+                         f"this one is {tpl.sha256[:12]}…)")
+
+
+def _check_identity(cfg: GLVDConfig, has_identity: bool, p: Path) -> None:
+    if cfg.inference.vertex_prior == "image" and not has_identity:
+        raise ValueError(f"{p}: the 'image' vertex prior needs an identity CNN and this file carries none; "
+                         "pass one (identity_cnn=, --identity-cnn) or use another vertex_prior")

@@ -24,7 +24,7 @@ def _points(rng):
 
 
 def test_crop_parameters_round_trip(tic):
-    from glvd_core.model.identity_cnn import face_crop_matrix
+    from glvd_core.preprocess.face_crop import face_crop_matrix
 
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -33,7 +33,7 @@ def test_crop_parameters_round_trip(tic):
 
 
 def test_a_measured_difference_moves_the_crop_by_that_many_crop_pixels(tic):
-    from glvd_core.model.identity_cnn import CROP_PX
+    from glvd_core.preprocess.face_crop import CROP_PX
 
     p = np.array([130.0, 118.0, np.log(0.6), 0.0])
     M0 = tic.crop_from_params(p)
@@ -81,7 +81,7 @@ def test_training_crops_are_the_product_crop_of_the_projected_points(tic, ict, t
     from glvd_core.data.dataset import scene_rng
     from glvd_core.data.synth import SceneConfig, render_model, render_view, sample_lighting, sample_scene
     from glvd_core.ict import find_ict_path
-    from glvd_core.model.identity_cnn import face_crop, face_crop_matrix, warp_crop
+    from glvd_core.preprocess.face_crop import face_crop, face_crop_matrix, warp_crop
 
     mp_vertex = (np.arange(478) * 15) % len(template.vertices_m)
     prep = tmp_path / "prep.npz"

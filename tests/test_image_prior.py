@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from glvd_core.io import InputError
-from glvd_core.model.identity_cnn import CROP_PX, face_crop, face_crop_matrix
+from glvd_core.preprocess.face_crop import CROP_PX, face_crop, face_crop_matrix
 from glvd_core.preprocess import MediaPipeFaces
 from glvd_core.reconstruct import Reconstructor
 from glvd_core.reconstruct import ReconstructOptions
@@ -151,9 +151,9 @@ def test_a_candidate_identity_cnn_replaces_the_bundled_one_without_touching_it(a
     candidate = Reconstructor.from_pretrained(device="cpu", overrides=overrides, identity_cnn=tmp_path / "candidate.pt")
     views, _, _ = candidate.prepare([img], landmarks=[det.landmarks478])
     crop = torch.as_tensor(views[0].face_crop)[None]
-    w_bundled, w_candidate = bundled._image_shape(views, [])[0], candidate._image_shape(views, [])[0]
-    np.testing.assert_allclose(w_bundled.numpy(), net.predict(crop)[0].numpy(), atol=1e-5)
-    np.testing.assert_allclose((w_candidate - w_bundled).numpy(), 0.5, atol=1e-4)
+    w_bundled, w_candidate = bundled._image_shape(views, []), candidate._image_shape(views, [])
+    np.testing.assert_allclose(w_bundled, net.predict(crop)[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(w_candidate - w_bundled, 0.5, atol=1e-4)
     with pytest.raises(FileNotFoundError, match="no identity CNN weights"):
         Reconstructor.from_pretrained(device="cpu", identity_cnn=tmp_path / "missing.pt")
 

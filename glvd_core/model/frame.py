@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..cameras import Camera
 
@@ -77,14 +76,3 @@ def make_frame(cameras: list[Camera], scale_m: float, head_extent_m: float, nomi
         b.append(Rrel @ (c - cam0.t) + cam.t)
         K.append(cam.K)
     return Frame(c, scale_m, np.array(A), np.array(b), np.array(K), cam0.width, cam0)
-
-
-def project_grid(points_n: torch.Tensor, A: torch.Tensor, b: torch.Tensor, K: torch.Tensor, size: int) -> torch.Tensor:
-    """Normalised points (B, P, 3) -> grid_sample coordinates (B, V, P, 2) for each view.
-
-    A, b, K: (B, V, 3, 3), (B, V, 3), (B, V, 3, 3). Pixel centres at integer coordinates map to
-    ((u + 0.5) / size) * 2 - 1 (``align_corners=False``)."""
-    x = torch.einsum("bvij,bpj->bvpi", A, points_n) + b.unsqueeze(2)
-    z = x[..., 2:3].clamp_min(1e-4)
-    uv = torch.einsum("bvij,bvpj->bvpi", K[..., :2, :], x / z)
-    return (uv + 0.5) / size * 2 - 1

@@ -18,8 +18,19 @@ import torch.nn.functional as F
 from ..geometry.tensor import clip_norm, similarity_fit
 from ..template import Template
 from .config import GLVDConfig
-from .frame import R_ICT_TO_CAM, project_grid
+from .frame import R_ICT_TO_CAM
 from .networks import GLVDNet, sample_maps
+
+
+def project_grid(points_n: torch.Tensor, A: torch.Tensor, b: torch.Tensor, K: torch.Tensor, size: int) -> torch.Tensor:
+    """Normalised points (B, P, 3) -> grid_sample coordinates (B, V, P, 2) for each view.
+
+    A, b, K: (B, V, 3, 3), (B, V, 3), (B, V, 3, 3). Pixel centres at integer coordinates map to
+    ((u + 0.5) / size) * 2 - 1 (``align_corners=False``)."""
+    x = torch.einsum("bvij,bpj->bvpi", A, points_n) + b.unsqueeze(2)
+    z = x[..., 2:3].clamp_min(1e-4)
+    uv = torch.einsum("bvij,bvpj->bvpi", K[..., :2, :], x / z)
+    return (uv + 0.5) / size * 2 - 1
 
 
 @dataclass

@@ -11,7 +11,7 @@ far. Two steps:
     writes a small npz (``--out``, default .gpu/identity_prep.npz) with
     - ``mp_vertex`` (478,): the template vertex whose projection lies nearest, on average, to each
       of MediaPipe's 478 points in data/train's detections (the "GT" crop is the box of these
-      projections, exactly as :func:`glvd_core.model.identity_cnn.face_crop_matrix` builds it);
+      projections, exactly as :func:`glvd_core.preprocess.face_crop.face_crop_matrix` builds it);
     - ``jitter_textured`` / ``jitter_plain`` (N, 4): how MediaPipe's crop differs from that GT crop
       on textured (data/train) and plain (data/train_plain) renders: centre (x, y) in crop pixels,
       log scale, angle in degrees. Training crops add one such difference drawn at random, so the
@@ -45,8 +45,8 @@ import torch
 
 from ..expression.shape_space import identity_modes
 from ..geometry.similarity import similarity_basis
-from ..model.identity_cnn import (CROP_PX, IdentityCNN, face_crop, face_crop_matrix, mirror_batch, mirror_weight_map,
-                                  round_to_fp16, save_identity_cnn, warp_crop)
+from ..model.identity_cnn import IdentityCNN, mirror_batch, mirror_weight_map, round_to_fp16, save_identity_cnn
+from ..preprocess.face_crop import CROP_PX, face_crop, face_crop_matrix, warp_crop
 from ..template import load_template
 
 if TYPE_CHECKING:

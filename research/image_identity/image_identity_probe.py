@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import (CROP_PX, IdentityCNN, mirror_batch,  # noqa: E402
+from glvd_core.preprocess.face_crop import CROP_PX  # noqa: E402
+from glvd_core.model.identity_cnn import (IdentityCNN, mirror_batch,  # noqa: E402
                                          mirror_weight_map, round_to_fp16, save_identity_cnn)
 from glvd_core.train.identity import shape_metric  # noqa: E402
 from research.lib import _mean_or_none, load_crops, read_identity, shape_cosine  # noqa: E402

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from glvd_core.model.identity_cnn import face_crop
+from glvd_core.preprocess.face_crop import face_crop
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -48,8 +48,8 @@ from research.lib import load_crops, scan_truth  # noqa: E402
 from glvd_core import load_template  # noqa: E402
 from glvd_core.evaluate import chamfer_scan_mm  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import (CROP_PX, face_crop_matrix, load_identity_cnn, mirror_weight_map,  # noqa: E402
-                                         warp_crop)
+from glvd_core.model.identity_cnn import load_identity_cnn, mirror_weight_map  # noqa: E402
+from glvd_core.preprocess.face_crop import CROP_PX, face_crop_matrix, warp_crop  # noqa: E402
 from research.lib import read_identity  # noqa: E402
 
 JITTERS = 8

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from glvd_core import load_template  # noqa: E402
 from glvd_core.baselines import fit_identity_to_points  # noqa: E402
 from glvd_core.expression.shape_space import identity_modes  # noqa: E402
-from glvd_core.model.identity_cnn import face_crop, load_identity_cnn  # noqa: E402
+from glvd_core.model.identity_cnn import load_identity_cnn  # noqa: E402
+from glvd_core.preprocess.face_crop import face_crop  # noqa: E402
 from glvd_core.geometry.similarity import similarity_basis  # noqa: E402
 from glvd_core.train.identity import shape_metric  # noqa: E402
 from research.lib import load_script, shape_cosine  # noqa: E402
