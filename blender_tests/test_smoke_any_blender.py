@@ -1,4 +1,4 @@
-"""Runs on every supported Blender (5.0 in the main suite; 4.2 LTS via scripts/smoke_blender42.sh):
+"""Runs on every supported Blender (5.0 in the main suite; 4.2 LTS and 5.3 via scripts/smoke_blenders.sh):
 registration, the scene writer — shape keys, keyframes (classic or slotted actions),
 empties, cameras — and the panel's draw calls (checked against this Blender's UILayout), without
 torch."""

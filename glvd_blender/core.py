@@ -75,9 +75,9 @@ def bpy_abspath(path: str) -> str:
         return path
 
 
-# What reconstructing imports besides Blender's own numpy. PyTorch is not among them: without it
-# the model runs in glvd_core's numpy runtime (CPU); with it, on CUDA too.
-REQUIRED_MODULES = ("cv2", "mediapipe", "scipy", "PIL")
+# What reconstructing imports besides Blender's own numpy. PyTorch and MediaPipe are not among
+# them: the model and MediaPipe's face models run in glvd_core's numpy runtime (PyTorch adds CUDA).
+REQUIRED_MODULES = ("cv2", "PIL")
 _REPORT: list = []
 
 

@@ -20,7 +20,7 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
     python_environment: StringProperty(
         name="Python environment",
         description="A Python environment (its folder, or its site-packages) for this Blender's Python with "
-                    "opencv-python-headless, mediapipe, matplotlib, scipy and pillow, and optionally torch for CUDA "
+                    "opencv-python-headless and pillow, and optionally torch for CUDA "
                     "(for example the .venv made by scripts/setup.sh)",
         subtype="DIR_PATH", default="", update=_env_changed)
 
@@ -29,9 +29,9 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "python_environment")
         ok, msg = core.runtime_report()
         col.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
-        col.label(text="Point this at an environment made with scripts/setup.sh, or with 'pip install")
-        col.label(text="opencv-python-headless==4.11.0.86 pillow scipy matplotlib' and 'pip install --no-deps")
-        col.label(text="mediapipe==0.10.21' (Python 3.11: Blender 4.2 LTS to 5.0). PyTorch is optional: it adds CUDA.")
+        col.label(text="Point this at an environment made with scripts/setup.sh, or with")
+        col.label(text="'pip install opencv-python-headless pillow' for this Blender's Python.")
+        col.label(text="PyTorch is optional: it adds CUDA.")
 
 
 def preferences(context: bpy.types.Context = None) -> bpy.types.AddonPreferences:

@@ -63,7 +63,6 @@ def full_output_step(model: GLVD, feats: Features, v: torch.Tensor, k: torch.Ten
     return v + dv, k + dk
 
 
-ASTRONAUT_LANDMARKS = Path(__file__).resolve().parent.parent / "docs" / "examples" / "astronaut_landmarks68.json"
 
 
 def _bench_cameras(cfg, B: int, V: int, dev):
@@ -74,14 +73,6 @@ def _bench_cameras(cfg, B: int, V: int, dev):
     b = torch.tensor([0, 0, 0.6], device=dev).expand(B, V, 3)
     K = torch.tensor([[S * 1.2, 0, S / 2], [0, S * 1.2, S / 2], [0, 0, 1]], device=dev).expand(B, V, 3, 3)
     return A, b, K
-
-
-def _mediapipe_available() -> bool:
-    try:
-        import mediapipe  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _silhouette(vertices_m: np.ndarray, camera, template) -> np.ndarray:
@@ -108,21 +99,14 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
                   device_name=torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or platform.machine(),
                   threads=torch.get_num_threads(), torch=torch.__version__, numpy=np.__version__,
                   python=platform.python_version(), runs=runs, results={})
-    mediapipe, default_photo = _mediapipe_available(), photo is None
     if photo is None:
         from skimage import data
 
         photo = np.ascontiguousarray(data.astronaut())
-    if mediapipe:
-        from .preprocess import MediaPipeFaces
+    from .preprocess import MediaPipeFaces
 
-        report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
-        lms = [MediaPipeFaces.detect(photo, segment=False).landmarks478]  # as detected (the "image" prior crops with them)
-    elif default_photo:  # e.g. a GPU machine without MediaPipe: the astronaut's saved landmarks
-        report["note"] = f"MediaPipe not installed: no detection timings; landmarks from {ASTRONAUT_LANDMARKS.name}"
-        lms = [np.array(json.loads(ASTRONAUT_LANDMARKS.read_text())["landmarks478"])]
-    else:
-        raise RuntimeError("bench needs MediaPipe (or the default photo, whose landmarks are saved)")
+    report["results"]["preprocess_detect_512px"] = timeit(lambda: MediaPipeFaces.detect(photo, segment=True), runs)
+    lms = [MediaPipeFaces.detect(photo, segment=False).landmarks478]  # as detected (the "image" prior crops with them)
     for name in configs:
         if name == "default":  # the bundled trained model with its own settings (steps, warm-up, prior)
             rec = Reconstructor.from_pretrained(None, device=str(dev))
@@ -151,8 +135,7 @@ def run_bench(configs: tuple[str, ...] = ("default", "lite", "paper"), device: s
                     res["naive_full_output_step_1view"] = timeit(
                         lambda: full_output_step(m, feats, v, k, A, b, K, cfg.inference.clip), max(3, runs // 5), warmup=1, sync=sync)
             # what a user waits for: one photo in, mesh out (face detection, landmarks, head mask included)
-            if mediapipe:
-                res["reconstruct_1photo_end_to_end"] = timeit(lambda: rec.reconstruct([photo]), runs, sync=sync)
+            res["reconstruct_1photo_end_to_end"] = timeit(lambda: rec.reconstruct([photo]), runs, sync=sync)
             # whole reconstruction through the public API (1 and 3 views, landmarks given)
             res["reconstruct_1view"] = timeit(lambda: rec.reconstruct([photo], landmarks=lms), runs, sync=sync)
             from .cameras import Camera, look_at_rotation

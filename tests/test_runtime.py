@@ -116,22 +116,25 @@ def test_bad_model_files_are_clear_errors_without_torch(tmp_path, kind):
         Reconstructor.from_pretrained(tmp_path / "missing.pt", runtime="numpy")
 
 
-def test_the_whole_pipeline_runs_where_torch_does_not_import(tmp_path, runtimes, astronaut):
-    """A Python where "import torch" fails (Blender without torch): the bundled model, the fit,
-    the neutral expression, the texture and the ARKit keys all run, on the numpy runtime, and the
-    mesh is the torch runtime's."""
-    img, prepared = astronaut
-    ref = runtimes[0].reconstruct([img], prepared=prepared).final_vertices
+def test_the_whole_pipeline_runs_where_torch_mediapipe_and_scipy_do_not_import(tmp_path, runtimes):
+    """A Python where "import torch", "import mediapipe" and "import scipy" fail (Blender with
+    what the extension carries): detection, the bundled model, the fit, the neutral expression,
+    the texture and the ARKit keys all run, on the numpy runtime, and the mesh is the torch
+    runtime's."""
+    import cv2
+
+    photo = ROOT / "docs" / "examples" / "astronaut.png"
+    ref = runtimes[0].reconstruct([cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)]).final_vertices
     script = f"""
 import sys
-sys.modules["torch"] = None
+sys.modules["torch"] = sys.modules["mediapipe"] = sys.modules["scipy"] = None
+import cv2
 import numpy as np
 from glvd_core import Reconstructor
 from glvd_core.fitting import FitOptions
 from glvd_core.pipeline import Inputs, PipelineOptions, run
 from glvd_core.cameras import Camera
-from skimage import data
-img = np.ascontiguousarray(data.astronaut())
+img = cv2.cvtColor(cv2.imread({str(photo)!r}), cv2.COLOR_BGR2RGB)
 inputs = Inputs(["astronaut"], [img], [Camera.from_fov(img.shape[1], img.shape[0], 40.0)], None, [1.0])
 rec = Reconstructor.from_pretrained()
 res = run(rec, inputs, PipelineOptions(texture_size=256, neutral=True, arkit=True, fit=FitOptions()))

@@ -42,9 +42,8 @@ def fit_expression(template: Template, vertices: np.ndarray, noise_mm: float = 1
     Jointly, because the identity modes explain a wide mouth or low brows that an expression-
     only fit would call a smile or a frown. ``noise_mm`` is the per-coordinate noise assumed
     on the reconstruction (it sets the weight of the priors)."""
-    from scipy.optimize import lsq_linear
-
     from ..geometry import umeyama
+    from ..geometry.lsq import bounded_least_squares
 
     X = np.asarray(vertices, np.float64)
     if X.shape != template.vertices_m.shape or not np.isfinite(X).all():
@@ -69,9 +68,8 @@ def fit_expression(template: Template, vertices: np.ndarray, noise_mm: float = 1
         J = np.concatenate([A, pose.reshape(7, -1).T], 1) / sigma
         J_aug = np.concatenate([J, np.concatenate([np.diag(prior), np.zeros((ni + ne, 7))], 1)])
         b = np.concatenate([(Y - S).ravel() / sigma, -prior * w])
-        step = lsq_linear(J_aug, b, bounds=(np.concatenate([lo - w, np.full(7, -np.inf)]),
-                                            np.concatenate([hi - w, np.full(7, np.inf)])),
-                          method="bvls", tol=1e-10).x
+        step = bounded_least_squares(J_aug, b, np.concatenate([lo - w, np.full(7, -np.inf)]),
+                                     np.concatenate([hi - w, np.full(7, np.inf)]))
         w = np.clip(w + step[:ni + ne], lo, hi)
         dth, ds, dt = step[ni + ne:ni + ne + 3], step[ni + ne + 3], step[ni + ne + 4:]
         t = t + s * R @ dt

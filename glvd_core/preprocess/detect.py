@@ -1,5 +1,6 @@
-"""Offline face detection, 478 landmarks and person segmentation with MediaPipe 0.10.21
-(models ship inside the wheel; Apache-2.0), mapped to the Multi-PIE 68 layout of the template."""
+"""Offline face detection, 478 landmarks and person segmentation with MediaPipe's models
+(Apache-2.0; run in numpy by :mod:`.face_mesh`), mapped to the Multi-PIE 68 layout of the
+template."""
 
 from __future__ import annotations
 
@@ -36,77 +37,71 @@ class FaceDetection:
 
 
 class MediaPipeFaces:
-    """Thread-safe, lazily built MediaPipe face mesh + selfie segmentation."""
+    """Thread-safe face mesh, face detection and person segmentation: MediaPipe's models and
+    graphs run in numpy (:mod:`.face_mesh`), as ``mediapipe`` 0.10.21's legacy solutions
+    (``FaceMesh(static_image_mode=True, max_num_faces=5, refine_landmarks=True,
+    min_detection_confidence=0.4)``, full-range ``FaceDetection``, ``SelfieSegmentation``) return
+    them, without MediaPipe installed."""
 
     _lock = threading.Lock()
-    _mesh = None
-    _seg = None
-    _det = None
-
-    @classmethod
-    def _build(cls):
-        if cls._mesh is None:
-            try:
-                import mediapipe as mp
-            except ImportError as e:
-                raise RuntimeError("face detection needs mediapipe==0.10.21 (scripts/setup.sh installs it)") from e
-            cls._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=5,
-                                                        refine_landmarks=True, min_detection_confidence=0.4)
-            cls._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-            cls._det = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.4)
+    MAX_FACES = 5
+    MESH_MIN_SCORE = 0.4   # min_detection_confidence of the face mesh's detector
+    # The full-range detector's threshold: 0.6, what mediapipe 0.10.21's FaceDetection applies
+    # whatever min_detection_confidence says (measured: its detections match ours at 0.6 only).
+    FULL_RANGE_MIN_SCORE = 0.6
 
     @classmethod
     def warm_up(cls) -> None:
-        """Build the detectors now (about a second on a CPU) so that the first photo does not wait."""
+        """Load the models now (a fraction of a second) so that the first photo does not wait."""
+        from ..runtime.tflite import load_model
+
         with cls._lock:
-            cls._build()
+            for name in ("face_detection_short_range", "face_landmark_with_attention", "face_detection_full_range",
+                         "selfie_segmentation"):
+                load_model(name)
 
     @classmethod
     def detect(cls, image: np.ndarray, where: str = "image", segment: bool = True) -> FaceDetection:
         """Largest face in an RGB uint8 image; raises InputError naming ``where`` when there is none."""
+        from .face_mesh import detect_faces, face_mesh, person_mask
+
         H, W = image.shape[:2]
         img = np.ascontiguousarray(image)
-        def mesh_crop(bb):
-            cx, cy = (bb.xmin + bb.width / 2) * W, (bb.ymin + bb.height / 2) * H
-            side = 2.2 * max(bb.width * W, bb.height * H)
+
+        def mesh_crop(box):  # the face mesh on a crop around a detection box (pixels)
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            side = 2.2 * max(box[2] - box[0], box[3] - box[1])
             x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
             sub = img[y0:int(min(H, cy + side / 2)), x0:int(min(W, cx + side / 2))]
             if min(sub.shape[:2]) < 16:
-                return [], (0, 0), None
-            return cls._mesh.process(np.ascontiguousarray(sub)).multi_face_landmarks or [], (x0, y0), sub
+                return []
+            return [f + np.array([x0, y0, 0.0]) for f in face_mesh(np.ascontiguousarray(sub), cls.MAX_FACES,
+                                                                     cls.MESH_MIN_SCORE)]
 
         with cls._lock:
-            cls._build()
-            res = cls._mesh.process(img)
-            faces = res.multi_face_landmarks or []
-            offset, sub = (0, 0), None
-            det = cls._det.process(img).detections or []  # full range: small and several faces
+            faces = face_mesh(img, cls.MAX_FACES, cls.MESH_MIN_SCORE)
+            det = detect_faces(img, cls.FULL_RANGE_MIN_SCORE, "full_range")  # small and several faces
             n_det = len(det)
             if det:
-                bb = max(det, key=lambda d: d.location_data.relative_bounding_box.width).location_data.relative_bounding_box
+                box = max(det, key=lambda d: d.box[2] - d.box[0]).box
                 if faces:  # did the mesh take the largest face? if not, mesh that face's crop
-                    p0 = faces[0].landmark[1]
-                    inside = bb.xmin <= p0.x <= bb.xmin + bb.width and bb.ymin <= p0.y <= bb.ymin + bb.height
+                    nose = faces[0][1]
+                    inside = box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]
                     if len(faces) < n_det and not inside:
-                        f2, off2, sub2 = mesh_crop(bb)
-                        if f2:
-                            faces, offset, sub = f2, off2, sub2
+                        faces = mesh_crop(box) or faces
                 else:  # small face in a large photo: find it first, then mesh a crop
-                    faces, offset, sub = mesh_crop(bb)
-            mask = cls._seg.process(img).segmentation_mask if segment else None
+                    faces = mesh_crop(box)
+            mask = person_mask(img) if segment else None
         n_faces = max(len(faces), n_det) if faces else 0
         if not faces:
             raise InputError(f"no face found in {where}")
-        sw, sh = (sub.shape[1], sub.shape[0]) if sub is not None and offset != (0, 0) else (W, H)
-        pts = [np.array([[p.x * sw + offset[0], p.y * sh + offset[1], p.z * sw] for p in f.landmark]) for f in faces]
-        areas = [np.ptp(p[:, 0]) * np.ptp(p[:, 1]) for p in pts]
-        best = int(np.argmax(areas))
-        p = pts[best]
+        areas = [np.ptp(p[:, 0]) * np.ptp(p[:, 1]) for p in faces]
+        p = faces[int(np.argmax(areas))]
         notes = []
         if n_faces > 1:
             notes.append(f"{n_faces} faces found in {where}; using the largest")
         box = (float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max()))
-        d = FaceDetection(p, box, None if mask is None else np.asarray(mask, np.float32), n_faces, notes)
+        d = FaceDetection(p, box, mask, n_faces, notes)
         if d.size_px < MIN_FACE_PX:
             raise InputError(f"the face in {where} is too small ({d.size_px:.0f} px across; at least {MIN_FACE_PX} px needed)")
         lm = p[:, :2]

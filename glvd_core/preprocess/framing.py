@@ -98,7 +98,7 @@ def estimate_cameras(landmarks: list, intrinsics: list, template: Template, refi
     """Cameras for several photos of one head from their 68 landmarks: per-view PnP against the
     template landmarks, then joint refinement of all poses and the 3D landmarks (regularised to
     the template). World = head frame (metres). Returns (cameras, per-view RMS px)."""
-    from scipy.optimize import least_squares
+    from ..geometry.lsq import levenberg_marquardt
 
     X0 = model_landmarks(template)[PNP_LANDMARKS]
     poses = [solve_pnp(lm, cam, template) for lm, cam in zip(landmarks, intrinsics)]
@@ -116,7 +116,7 @@ def estimate_cameras(landmarks: list, intrinsics: list, template: Template, refi
         res.append(x[6 * n:] * (1.0 / 0.003))  # prior: 3 mm per landmark ~ 1 px
         return np.concatenate(res)
 
-    x = least_squares(residual, x0, method="lm" if len(x0) <= 2 * len(residual(x0)) else "trf").x if refine else x0
+    x = levenberg_marquardt(residual, x0) if refine else x0
     cams, rms = [], []
     X = X0 + x[6 * n:].reshape(-1, 3)
     for i in range(n):
