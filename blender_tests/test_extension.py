@@ -573,3 +573,47 @@ def test_a_pin_needs_one_selected_vertex_and_a_photo_camera(addon, synthetic_pho
     with pytest.raises(RuntimeError, match="look through one of the face's photo cameras"):
         bpy.ops.glvd.add_pin()
     assert "glvd_pins" not in face
+
+
+def test_dragging_a_point_of_the_face_onto_the_photo_pins_it_there(addon, synthetic_photo):
+    """What Drag Pin computes between the click and the release, with this Blender's own camera
+    projection and a viewport that shows the camera frame zoomed and shifted: the click picks the
+    face's point under it (only points facing the camera), and the release point becomes the
+    photo pixel under it."""
+    from mathutils import Matrix
+
+    from glvd_blender import ops, pin_drag, scene_writer
+
+    add_photo(synthetic_photo.path / "view_00.png")
+    assert bpy.ops.glvd.reconstruct() == {"FINISHED"}
+    face, scene = bpy.data.objects["GLVD Face"], bpy.context.scene
+    cam = bpy.data.objects["GLVD Camera 0"]
+    scene.camera = cam
+    cam_, view, w, h = ops.photo_camera(scene, face)
+    assert (cam_, view) == (cam, 0)
+    region = (800, 600)
+    proj = cam.calc_matrix_camera(bpy.context.evaluated_depsgraph_get(), x=w, y=h)
+    # the viewport shows the camera's frame zoomed, panned and fitted to the region's aspect
+    zoom = Matrix(((1.3, 0, 0, 0.1), (0, 1.1, 0, -0.05), (0, 0, 1, 0), (0, 0, 0, 1)))
+    persp = np.array(zoom @ proj @ cam.matrix_world.inverted())
+    V = np.array([face.matrix_world @ v.co for v in face.data.vertices])
+    N = np.array([v.normal for v in face.data.vertices]) @ np.linalg.inv(np.array(face.matrix_world)[:3, :3])
+    xy, front = pin_drag.region_coords(V, persp, region)
+    usable = front & pin_drag.facing(V, N, np.array(cam.matrix_world.translation))
+    assert 0.3 < usable.mean() < 0.9  # the face's side away from the camera cannot be picked
+    photo_xy = scene_writer.blender_camera_to_cv(cam, w, h).project(V)
+    M = pin_drag.fit_affine(xy[usable], photo_xy[usable])
+    assert np.abs(pin_drag.apply_affine(M, xy[usable]) - photo_xy[usable]).max() < 0.01  # pixels
+    vid = int(bpy.data.objects["GLVD Keypoint 05"]["template_vertex"])
+    assert usable[vid]
+    picked = pin_drag.pick_vertex(xy, usable, xy[vid] + [0.4, -0.3])
+    assert picked is not None and np.linalg.norm(xy[picked] - xy[vid]) < 1.0
+    assert pin_drag.pick_vertex(xy, usable, (-500, -500)) is None  # nowhere near the face
+    target = np.array([120.5, 140.25])  # where the artist releases, in photo pixels
+    release = np.linalg.solve(M[:, :2], target - M[:, 2])  # ... its region pixel
+    px = pin_drag.photo_pixel(M, release, (w, h))
+    assert np.abs(np.array(px) - target).max() < 1e-6
+    assert pin_drag.photo_pixel(M, np.linalg.solve(M[:, :2], [w + 10.0, 5.0] - M[:, 2]), (w, h)) is None
+    ops.append_pin(bpy.context, face, view, picked, px)
+    assert ops.face_pins(face) == [dict(view=0, vertex=picked, pixel=[120.5, 140.25])]
+    assert not bpy.ops.glvd.drag_pin.poll()  # needs a 3D viewport (none in the background)

@@ -14,6 +14,7 @@ classes = (
     ops.GLVD_OT_reconstruct,
     ops.GLVD_OT_refit,
     ops.GLVD_OT_add_pin,
+    ops.GLVD_OT_drag_pin,
     ops.GLVD_OT_remove_pin,
     ops.GLVD_OT_add_photo,
     ops.GLVD_OT_remove_photo,

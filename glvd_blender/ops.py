@@ -15,7 +15,7 @@ import numpy as np
 from bpy.props import CollectionProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import core, exporters, scene_writer
+from . import core, exporters, pin_drag, scene_writer
 from .props import settings
 
 if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
@@ -470,6 +470,26 @@ def pin_errors(pins: list, per_view: list) -> list:
     return out
 
 
+def photo_camera(scene: bpy.types.Scene, face: bpy.types.Object) -> tuple:
+    """(camera object, photo index, width, height) of the scene camera when it is one of the
+    face's photo cameras with its photo behind it; raises ValueError saying what to do otherwise."""
+    cam = scene.camera
+    photos = face["glvd_source"]["photos"]
+    if (cam is None or "glvd_view" not in cam or int(cam["glvd_view"]) >= len(photos)
+            or not cam.data.background_images or cam.data.background_images[0].image is None):
+        raise ValueError("look through one of the face's photo cameras (make a GLVD Camera the scene camera)")
+    img = cam.data.background_images[0].image
+    return cam, int(cam["glvd_view"]), int(img.size[0]), int(img.size[1])
+
+
+def append_pin(context: bpy.types.Context, face: bpy.types.Object, view: int, vertex: int, pixel: tuple) -> None:
+    """Store one pin on ``face`` (saved with the .blend) and say so in the status line."""
+    pins = face_pins(face)
+    pins.append(dict(view=view, vertex=int(vertex), pixel=[round(float(pixel[0]), 2), round(float(pixel[1]), 2)]))
+    face["glvd_pins"] = json.dumps(pins)
+    settings(context).status = f"Pinned vertex {vertex} to ({pixel[0]:.0f}, {pixel[1]:.0f}) in photo {view + 1}"
+
+
 class GLVD_OT_add_pin(bpy.types.Operator):
     """Pin the selected vertex of the face to where the 3D cursor is in the photo of the scene
     camera (look through a GLVD Camera, select one vertex in Edit Mode, Shift+right-click where it
@@ -488,27 +508,111 @@ class GLVD_OT_add_pin(bpy.types.Operator):
         if face.mode == "EDIT":
             face.update_from_editmode()
         selected = [v.index for v in face.data.vertices if v.select]
-        cam = scene.camera
-        photos = face["glvd_source"]["photos"]
-        why = ("select exactly one vertex of the face (Edit Mode)" if len(selected) != 1 else
-               "look through one of the face's photo cameras (make a GLVD Camera the scene camera)"
-               if cam is None or "glvd_view" not in cam or int(cam["glvd_view"]) >= len(photos)
-               or not cam.data.background_images or cam.data.background_images[0].image is None else None)
-        if why:
-            self.report({"ERROR"}, why)
+        if len(selected) != 1:
+            self.report({"ERROR"}, "select exactly one vertex of the face (Edit Mode)")
             return {"CANCELLED"}
-        img = cam.data.background_images[0].image
-        w, h = int(img.size[0]), int(img.size[1])
+        try:
+            cam, view, w, h = photo_camera(scene, face)
+        except ValueError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         cv = scene_writer.blender_camera_to_cv(cam, w, h)
         x, y = cv.project(np.array(scene.cursor.location, np.float64)[None])[0]
         if not (0 <= x <= w - 1 and 0 <= y <= h - 1) or cv.world_to_camera(np.array(scene.cursor.location)[None])[0, 2] <= 0:
             self.report({"ERROR"}, "the 3D cursor is not inside that camera's photo")
             return {"CANCELLED"}
-        pins = face_pins(face)
-        pins.append(dict(view=int(cam["glvd_view"]), vertex=int(selected[0]), pixel=[round(float(x), 2), round(float(y), 2)]))
-        face["glvd_pins"] = json.dumps(pins)
-        settings(context).status = f"Pinned vertex {selected[0]} to ({x:.0f}, {y:.0f}) in photo {int(cam['glvd_view']) + 1}: Refit applies it"
+        append_pin(context, face, view, selected[0], (x, y))
+        settings(context).status += ": Refit applies it"
         return {"FINISHED"}
+
+
+class GLVD_OT_drag_pin(bpy.types.Operator):
+    """Drag a point of the face to where it is in the photo (look through a GLVD Camera): on
+    release the pin is stored and Refit runs. Esc or right-click cancels"""
+
+    bl_idname = "glvd.drag_pin"
+    bl_label = "Drag Pin"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return (refittable(context.active_object) and context.area is not None and context.area.type == "VIEW_3D"
+                and context.region_data is not None)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        face, scene, rv3d = context.active_object, context.scene, context.region_data
+        try:
+            if rv3d.view_perspective != "CAMERA":
+                raise ValueError("look through the camera (Numpad 0) to drag a pin onto its photo")
+            cam, self.view, w, h = photo_camera(scene, face)
+        except ValueError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        mesh = face.evaluated_get(context.evaluated_depsgraph_get()).data  # the shape on screen
+        co = np.empty(len(mesh.vertices) * 3)
+        no = np.empty(len(mesh.vertices) * 3)
+        mesh.vertices.foreach_get("co", co)
+        mesh.vertices.foreach_get("normal", no)
+        mw = np.array(face.matrix_world, np.float64)
+        V = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+        N = no.reshape(-1, 3) @ np.linalg.inv(mw[:3, :3])
+        region = context.region
+        self.region_xy, front = pin_drag.region_coords(V, np.array(rv3d.perspective_matrix), (region.width, region.height))
+        self.usable = front & pin_drag.facing(V, N, np.array(cam.matrix_world.translation))
+        photo_xy = scene_writer.blender_camera_to_cv(cam, w, h).project(V)
+        self.to_photo = pin_drag.fit_affine(self.region_xy[self.usable], photo_xy[self.usable])
+        self.photo_size, self.vertex, self.mouse = (w, h), None, (event.mouse_region_x, event.mouse_region_y)
+        self._draw = bpy.types.SpaceView3D.draw_handler_add(self._draw_line, (), "WINDOW", "POST_PIXEL")
+        context.area.header_text_set("Drag Pin: click a point of the face and drag it to where it is in the photo "
+                                     "(Esc cancels)")
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        self.mouse = (event.mouse_region_x, event.mouse_region_y)
+        if event.type in {"ESC", "RIGHTMOUSE"}:
+            return self._end(context, {"CANCELLED"})
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            self.vertex = pin_drag.pick_vertex(self.region_xy, self.usable, self.mouse)
+            if self.vertex is None:
+                self.report({"WARNING"}, "no point of the face there: click on the face")
+        elif event.type == "LEFTMOUSE" and event.value == "RELEASE" and self.vertex is not None:
+            pixel = pin_drag.photo_pixel(self.to_photo, self.mouse, self.photo_size)
+            if pixel is None:
+                self.report({"ERROR"}, "released outside the photo: no pin")
+                return self._end(context, {"CANCELLED"})
+            append_pin(context, context.active_object, self.view, self.vertex, pixel)
+            self._end(context, {"FINISHED"})
+            bpy.ops.glvd.refit("INVOKE_DEFAULT")
+            return {"FINISHED"}
+        elif event.type == "MOUSEMOVE" and self.vertex is not None:
+            pixel = pin_drag.photo_pixel(self.to_photo, self.mouse, self.photo_size)
+            where = f"({pixel[0]:.0f}, {pixel[1]:.0f}) in photo {self.view + 1}" if pixel else "outside the photo"
+            context.area.header_text_set(f"Drag Pin: vertex {self.vertex} → {where} (release to pin, Esc cancels)")
+        context.area.tag_redraw()
+        return {"RUNNING_MODAL"}
+
+    def _draw_line(self) -> None:
+        if self.vertex is None:
+            return
+        import gpu
+        from gpu_extras.batch import batch_for_shader
+
+        a, b = self.region_xy[self.vertex], self.mouse
+        shader = gpu.shader.from_builtin("UNIFORM_COLOR")
+        shader.uniform_float("color", (1.0, 0.55, 0.1, 1.0))
+        gpu.state.line_width_set(2.0)
+        batch_for_shader(shader, "LINES", {"pos": [(a[0], a[1], 0.0), (b[0], b[1], 0.0)]}).draw(shader)
+        gpu.state.point_size_set(8.0)
+        batch_for_shader(shader, "POINTS", {"pos": [(b[0], b[1], 0.0)]}).draw(shader)
+        gpu.state.line_width_set(1.0)
+        gpu.state.point_size_set(1.0)
+
+    def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
+        bpy.types.SpaceView3D.draw_handler_remove(self._draw, "WINDOW")
+        context.area.header_text_set(None)
+        context.area.tag_redraw()
+        return result
 
 
 class GLVD_OT_remove_pin(bpy.types.Operator):

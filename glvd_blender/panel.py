@@ -79,6 +79,7 @@ class GLVD_PT_main(bpy.types.Panel):
             errors = ops.face_pin_errors(face)
             row = box.row(align=True)
             row.label(text=f"Pins ({len(pins)})", icon="PINNED")
+            row.operator("glvd.drag_pin", text="", icon="TRACKER")
             row.operator("glvd.add_pin", text="", icon="ADD")
             if pins:
                 row.operator("glvd.remove_pin", text="", icon="TRASH").index = -1

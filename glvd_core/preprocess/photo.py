@@ -32,8 +32,8 @@ class Photo:
 def _pil():
     try:
         from PIL import Image, ImageOps
-    except ImportError as e:  # pragma: no cover - pillow is a pinned dependency
-        raise RuntimeError("Pillow is required to read photos (pip install pillow)") from e
+    except ImportError as e:  # the extension's zip and .venv carry it; a hand-made environment may not
+        raise RuntimeError(f"Pillow is required to read photos ({e}; pip install pillow)") from e
     return Image, ImageOps
 
 
