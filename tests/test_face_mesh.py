@@ -113,3 +113,18 @@ print(repr(MediaPipeFaces.detect(img, where="gh").landmarks478.tolist()))
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, p.stderr[-2000:]
     np.testing.assert_array_equal(np.array(eval(p.stdout)), ref.landmarks478)
+
+
+def test_suppression_merges_overlapping_boxes_and_stops_at_an_empty_one():
+    from glvd_core.preprocess.face_mesh import weighted_nms
+
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [5, 5, 5, 5.0]])
+    kps = np.zeros((4, 6, 2))
+    kps[1] += 1.0
+    out = weighted_nms(boxes, kps, np.array([0.9, 0.6, 0.8, 0.95]))
+    # the empty box is best: kept as it is, and (as MediaPipe does) nothing after it
+    assert len(out) == 1 and np.array_equal(out[0][0], boxes[3]) and out[0][2] == 0.95
+    out = weighted_nms(boxes[:3], kps[:3], np.array([0.9, 0.6, 0.8]))
+    assert [round(s, 2) for _, _, s in out] == [0.9, 0.8]
+    np.testing.assert_allclose(out[0][0], [0.4, 0, 10.4, 10])  # (0.9 * box0 + 0.6 * box1) / 1.5
+    np.testing.assert_allclose(out[0][1], 0.4)

@@ -118,21 +118,32 @@ def detect_faces(image: np.ndarray, min_score: float = 0.5, detector: str = "sho
     centre, wh = r[:, :2] + a, r[:, 2:4]
     boxes = np.concatenate([centre - wh / 2, centre + wh / 2], 1)
     kps = r[:, 4:16].reshape(-1, 6, 2) + a[:, None]
-    order = list(np.argsort(-scores[keep], kind="stable"))
+    found = []
+    for box, kp, score in weighted_nms(boxes, kps, scores[keep]):
+        def to_px(p):  # letterboxed tensor (normalised) -> image pixels
+            return (p - 0.5) * side + np.array([W / 2, H / 2])
+
+        found.append(Detection(np.concatenate([to_px(box[:2]), to_px(box[2:])]), to_px(kp), score))
+    return found
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> list[tuple]:
+    """MediaPipe's weighted non-maximum suppression: boxes (N, 4) (x0, y0, x1, y1), keypoints
+    (N, K, 2), scores (N,) -> [(box, keypoints, score)], best first; each is the score-weighted
+    mean of the boxes overlapping the best remaining one by IoU > 0.3, with that one's score."""
+    order = list(np.argsort(-scores, kind="stable"))
     found = []
     while order:
         top = order[0]
         sim = _iou(boxes[top], boxes[order])
         near = [order[i] for i in range(len(order)) if sim[i] > NMS_IOU]
-        order = [order[i] for i in range(len(order)) if not sim[i] > NMS_IOU]
-        w = scores[keep][near][:, None]
-        box = (boxes[near] * w).sum(0) / w.sum()
-        kp = (kps[near] * w[:, :, None]).sum(0) / w.sum()
-
-        def to_px(p):  # letterboxed tensor (normalised) -> image pixels
-            return (p - 0.5) * side + np.array([W / 2, H / 2])
-
-        found.append(Detection(np.concatenate([to_px(box[:2]), to_px(box[2:])]), to_px(kp), float(scores[keep][top])))
+        rest = [order[i] for i in range(len(order)) if not sim[i] > NMS_IOU]
+        if not near:  # a degenerate (empty) box overlaps nothing, not even itself: MediaPipe keeps
+            near, rest = [top], []  # it as it is and stops there
+        order = rest
+        w = scores[near][:, None]
+        found.append(((boxes[near] * w).sum(0) / w.sum(), (keypoints[near] * w[:, :, None]).sum(0) / w.sum(),
+                      float(scores[top])))
     return found
 
 
