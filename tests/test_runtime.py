@@ -84,10 +84,11 @@ def test_runtime_choice_and_its_errors():
         Reconstructor.from_pretrained(runtime="numpy", identity_cnn=DEFAULT_MODEL)
 
 
+@pytest.mark.parametrize("runtime", ["torch", "numpy"])
 @pytest.mark.parametrize("kind", ["empty", "garbage", "truncated", "nan", "other_template", "unsafe", "not_a_model"])
-def test_bad_model_files_are_clear_errors_without_torch(tmp_path, kind):
-    """The numpy runtime refuses what the torch runtime refuses, naming the file; a pickle that
-    would run code (here a global function) is refused, not run."""
+def test_bad_model_files_are_clear_errors_in_both_runtimes(tmp_path, kind, runtime):
+    """Both runtimes refuse a bad model file with a ValueError naming it; a pickle that would run
+    code (here a global function) is refused, not run."""
     src = DEFAULT_MODEL.read_bytes()
     bad = tmp_path / f"{kind}.pt"
     if kind == "empty":
@@ -108,12 +109,12 @@ def test_bad_model_files_are_clear_errors_without_torch(tmp_path, kind):
             ck["template_sha256"] = "0" * 64
         torch.save(ck, bad)
     with pytest.raises(ValueError) as e:
-        Reconstructor.from_pretrained(bad, runtime="numpy")
+        Reconstructor.from_pretrained(bad, device="cpu", runtime=runtime)
     assert str(bad) in str(e.value)
-    if kind == "unsafe":
+    if kind == "unsafe" and runtime == "numpy":
         assert "unsupported global" in str(e.value)
     with pytest.raises(FileNotFoundError, match="no such model file"):
-        Reconstructor.from_pretrained(tmp_path / "missing.pt", runtime="numpy")
+        Reconstructor.from_pretrained(tmp_path / "missing.pt", device="cpu", runtime=runtime)
 
 
 def test_the_whole_pipeline_runs_where_torch_mediapipe_and_scipy_do_not_import(tmp_path, runtimes):
