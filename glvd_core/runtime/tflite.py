@@ -73,10 +73,15 @@ def depthwise_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, o: dict
     sh, sw = o["stride"]
     xp = _padded(x, kh, kw, o)
     ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
-    y = np.zeros((1, ho, wo, cout), F32)
+    y = np.empty((1, ho, wo, cout), F32)
+    tmp = np.empty_like(y)
     for i in range(kh):
         for j in range(kw):
-            y += xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] * w[0, i, j]
+            tap = xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            if i == j == 0:
+                np.multiply(tap, w[0, 0, 0], out=y)
+            else:
+                np.add(y, np.multiply(tap, w[0, i, j], out=tmp), out=y)
     if b is not None:
         y += b
     return _act(y, o["act"])
