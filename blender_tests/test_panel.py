@@ -188,3 +188,13 @@ def test_a_reconstructed_face_shows_its_pins_and_refit(addon, synthetic_photo):
     assert [r.props.values["index"] for r in removes] == [-1, 0, 1]
     rows = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("photo 1, vertex")]
     assert rows == ["photo 1, vertex 10 → (100, 120): 0.4 px off", "photo 1, vertex 20 → (90, 80)"]
+
+
+def test_the_cpu_device_runs_the_numpy_runtime_and_auto_runs_torch_where_installed(addon):
+    from glvd_blender import ops
+
+    try:
+        assert ops.get_reconstructor("", "cpu").runtime == "numpy"
+        assert ops.get_reconstructor("", "auto").runtime == "torch"  # torch is installed here
+    finally:
+        ops._MODELS.clear()

@@ -22,7 +22,8 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0)
     fov: FloatProperty(name="Field of View", description="Field of view of uncalibrated photos without EXIF "
                        "focal length, across the longer side", default=40.0, min=5.0, max=120.0)
-    device: EnumProperty(name="Device", items=[("auto", "Auto", "CUDA when available"), ("cpu", "CPU", ""),
+    device: EnumProperty(name="Device", items=[("auto", "Auto", "CUDA when available"),
+                                               ("cpu", "CPU", "The numpy runtime: no PyTorch needed, the quickest start"),
                                                ("cuda", "CUDA", "")], default="auto")
     model_path: StringProperty(name="Model", description="GLVD model file (empty: the bundled model)",
                                subtype="FILE_PATH", default="")

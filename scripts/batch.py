@@ -113,7 +113,8 @@ def main(argv):
     ap.add_argument("--views-per-subject", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true")
     ap.add_argument("--model", default="")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="auto: CUDA when PyTorch has it; cpu: the numpy runtime (same mesh, no PyTorch import)")
     ap.add_argument("--iterations", type=int, default=0, help="descent steps (0: the model's default)")
     ap.add_argument("--texture", type=int, default=2048, help="photo texture size (0: none)")
     ap.add_argument("--no-arkit", action="store_true", help="skip the 52 ARKit shape keys")
