@@ -19,9 +19,9 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
 
     python_environment: StringProperty(
         name="Python environment",
-        description="A Python environment (its folder, or its site-packages) for this Blender's Python with "
-                    "opencv-python-headless and pillow, and optionally torch for CUDA "
-                    "(for example the .venv made by scripts/setup.sh)",
+        description="Optional: a Python environment (its folder, or its site-packages) for this Blender's "
+                    "Python with PyTorch, for CUDA (for example the .venv made by scripts/setup.sh). The platform "
+                    "zip carries everything the CPU needs",
         subtype="DIR_PATH", default="", update=_env_changed)
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -29,9 +29,9 @@ class GLVD_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "python_environment")
         ok, msg = core.runtime_report()
         col.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
-        col.label(text="Point this at an environment made with scripts/setup.sh, or with")
-        col.label(text="'pip install opencv-python-headless pillow' for this Blender's Python.")
-        col.label(text="PyTorch is optional: it adds CUDA.")
+        col.label(text="Not needed on the CPU: the platform zip carries everything. For CUDA, point it at an")
+        col.label(text="environment with PyTorch for this Blender's Python (e.g. the .venv of scripts/setup.sh).")
+        col.label(text="A zip without wheels (--platform none) needs opencv-python-headless and pillow there too.")
 
 
 def preferences(context: bpy.types.Context = None) -> bpy.types.AddonPreferences:
