@@ -548,11 +548,7 @@ class Reconstructor:
         t1 = time.perf_counter()
         feats = m.encode(img, msk, landmark_heatmaps(lm, ok, arch.image_size, arch.feature_size, arch.heatmap_sigma_px))
         if self.cfg.inference.vertex_prior == "image":
-            crops = self._face_crops(views, notes)
-            if crops is not None:
-                if m.identity is None:
-                    raise ValueError("the 'image' vertex prior needs an identity CNN; this model has none")
-                feats.shape_w = m.identity(crops).mean(0)
+            feats.shape_w = self._image_shape(views, notes)
         times["start"] = time.perf_counter()
         times["encode"] = times["start"] - t1
         yield m.vertex_init, k

@@ -118,13 +118,9 @@ def detect_faces(image: np.ndarray, min_score: float = 0.5, detector: str = "sho
     centre, wh = r[:, :2] + a, r[:, 2:4]
     boxes = np.concatenate([centre - wh / 2, centre + wh / 2], 1)
     kps = r[:, 4:16].reshape(-1, 6, 2) + a[:, None]
-    found = []
-    for box, kp, score in weighted_nms(boxes, kps, scores[keep]):
-        def to_px(p):  # letterboxed tensor (normalised) -> image pixels
-            return (p - 0.5) * side + np.array([W / 2, H / 2])
-
-        found.append(Detection(np.concatenate([to_px(box[:2]), to_px(box[2:])]), to_px(kp), score))
-    return found
+    centre = np.array([W / 2, H / 2])  # the letterboxed tensor (normalised) -> image pixels: (p - 0.5) * side + centre
+    return [Detection(np.concatenate([(box[:2] - 0.5) * side + centre, (box[2:] - 0.5) * side + centre]),
+                      (kp - 0.5) * side + centre, score) for box, kp, score in weighted_nms(boxes, kps, scores[keep])]
 
 
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> list[tuple]:

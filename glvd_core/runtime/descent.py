@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.config import GLVDConfig
+from ..geometry.similarity import umeyama
 from ..model.frame import R_ICT_TO_CAM
 from ..template import Template
 from . import nn
@@ -24,18 +25,6 @@ def clip_norm(d: np.ndarray, c: float) -> np.ndarray:
     """Scale each 3-vector of d (..., 3) to length at most c."""
     n = np.linalg.norm(d, axis=-1, keepdims=True)
     return (d * np.minimum(c / np.maximum(n, 1e-12), 1.0)).astype(F32)
-
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity dst ~ s R src + t (Umeyama) for (K, 3) points -> s, R (3, 3), t (3,)."""
-    ms, md = src.mean(0), dst.mean(0)
-    xs, xd = src - ms, dst - md
-    U, S, Vh = np.linalg.svd(xd.T @ xs / len(src))
-    D = np.ones(3, F32)
-    D[2] = -1.0 if np.linalg.det(U @ Vh) < 0 else 1.0
-    R = (U * D) @ Vh
-    s = (S * D).sum() / max(float((xs ** 2).sum(-1).mean()), 1e-12)
-    return F32(s), R.astype(F32), (md - s * R @ ms).astype(F32)
 
 
 def project_grid(points: np.ndarray, A: np.ndarray, b: np.ndarray, K: np.ndarray, size: int) -> np.ndarray:
@@ -213,8 +202,8 @@ class NumpyGLVD:
         shape = self.vertex_init
         if prior == "image" and shape_w is not None:
             shape = shape + np.tensordot(shape_w.astype(F32), self.id_modes, 1)
-        s, R, t = similarity_fit(shape[self.kp_index], keypoints)
-        return (s * shape @ R.T + t).astype(F32)
+        s, R, t = umeyama(shape[self.kp_index], keypoints)
+        return (F32(s) * shape @ R.T.astype(F32) + t.astype(F32)).astype(F32)
 
     def step(self, feats: Features, vertices: np.ndarray, keypoints: np.ndarray, A: np.ndarray, b: np.ndarray,
              K: np.ndarray, clip: float,
