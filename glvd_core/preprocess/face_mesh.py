@@ -17,6 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..runtime.nn import bilinear
 from ..runtime.tflite import load_model
 
 F32 = np.float32
@@ -53,25 +54,12 @@ def warp_rect(image: np.ndarray, center: tuple, size: tuple, rotation: float, ou
     image resampled to (out, out, C) uint8 as MediaPipe's ImageToTensorCalculator does it (its
     corners onto the output's, OpenCV's bilinear ``warpPerspective``: positions rounded to 1/32
     pixel; ``border`` "replicate" or "zero")."""
-    H, W = image.shape[:2]
     c, s = np.cos(rotation), np.sin(rotation)
     u = np.arange(out, dtype=np.float64) / out - 0.5
     gu, gv = np.meshgrid(u * size[0], u * size[1])
     x = center[0] + c * gu - s * gv
     y = center[1] + s * gu + c * gv
-    xq, yq = np.round(x * 32).astype(np.int64), np.round(y * 32).astype(np.int64)
-    x0, y0 = xq >> 5, yq >> 5
-    fx, fy = ((xq & 31) / 32.0)[..., None], ((yq & 31) / 32.0)[..., None]
-    img = image.astype(np.float64)
-
-    def read(yy, xx):
-        if border == "replicate":
-            return img[np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)]
-        ok = ((yy >= 0) & (yy < H) & (xx >= 0) & (xx < W))[..., None]
-        return img[np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)] * ok
-
-    v = ((1 - fy) * ((1 - fx) * read(y0, x0) + fx * read(y0, x0 + 1))
-         + fy * ((1 - fx) * read(y0 + 1, x0) + fx * read(y0 + 1, x0 + 1)))
+    v = bilinear(image.astype(np.float64), np.round(x * 32) / 32, np.round(y * 32) / 32, border)
     return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
 
 

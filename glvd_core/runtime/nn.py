@@ -70,24 +70,33 @@ def upsample_nearest2(x: np.ndarray) -> np.ndarray:
     return x.repeat(2, axis=2).repeat(2, axis=3)
 
 
-def grid_sample(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Bilinear samples of one map m (C, h, w) at grid (P, 2) in [-1, 1] (x, y) -> (P, C);
-    ``align_corners=False``, zeros outside (``F.grid_sample`` on one image)."""
-    C, h, w = m.shape
-    x = ((grid[:, 0] + 1) * w - 1) / 2
-    y = ((grid[:, 1] + 1) * h - 1) / 2
+def bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray, border: str = "zero") -> np.ndarray:
+    """img (H, W, C) sampled at pixel positions x, y (any one shape S; pixel centres at integers)
+    -> (S..., C), bilinearly, the weights in x's and y's dtype. A corner outside the image reads 0
+    (``border="zero"``) or the nearest edge pixel (``"replicate"``). The one bilinear lookup of
+    the runtime: torch's ``grid_sample``, TFLite's and MediaPipe's resampling are built on it."""
+    H, W = img.shape[:2]
     x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
     x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-    flat = m.reshape(C, -1).T  # (h*w, C)
-    out = np.zeros((len(grid), C), np.float32)
+    out = 0
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             xi, yi = x0 + dx, y0 + dy
-            ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-            idx = np.where(ok, yi * w + xi, 0)
-            out += flat[idx] * (wx * wy * ok)[:, None]
+            v = img[np.clip(yi, 0, H - 1), np.clip(xi, 0, W - 1)]
+            if border == "zero":
+                v = v * ((xi >= 0) & (xi < W) & (yi >= 0) & (yi < H))[..., None]
+            out = out + v * (wx * wy)
     return out
+
+
+def grid_sample(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Bilinear samples of one map m (C, h, w) at grid (P, 2) in [-1, 1] (x, y) -> (P, C);
+    ``align_corners=False``, zeros outside (``F.grid_sample`` on one image)."""
+    _, h, w = m.shape
+    x = ((grid[:, 0] + 1) * w - 1) / 2
+    y = ((grid[:, 1] + 1) * h - 1) / 2
+    return bilinear(m.transpose(1, 2, 0), x, y).astype(np.float32)
 
 
 def weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:

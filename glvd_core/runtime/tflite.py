@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .nn import bilinear
+
 F32 = np.float32
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "mediapipe_models.npz"
 
@@ -210,18 +212,7 @@ def transform_tensor_bilinear(x: np.ndarray, m: np.ndarray, o: dict) -> np.ndarr
     tx = xt[0] * gx + xt[1] * gy + xt[3]
     ty = yt[0] * gx + yt[1] * gy + yt[3]
     inside = (tx >= 0) & (tx <= W - 1) & (ty >= 0) & (ty <= H - 1)
-    x0, y0 = np.floor(tx), np.floor(ty)
-    fx, fy = (tx - x0)[..., None], (ty - y0)[..., None]
-    x0, y0 = x0.astype(int), y0.astype(int)
-    img = x[0]
-
-    def read(yy, xx):
-        ok = (yy >= 0) & (xx >= 0) & (yy < H) & (xx < W)
-        return img[np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)] * ok[..., None]
-
-    upper = (1 - fx) * read(y0, x0) + fx * read(y0, x0 + 1)
-    lower = (1 - fx) * read(y0 + 1, x0) + fx * read(y0 + 1, x0 + 1)
-    return ((fy * lower + (1 - fy) * upper) * inside[..., None])[None].astype(F32)
+    return (bilinear(x[0], tx, ty) * inside[..., None])[None].astype(F32)
 
 
 def transform_landmarks(lm: np.ndarray, m: np.ndarray) -> np.ndarray:
