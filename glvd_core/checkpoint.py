@@ -8,11 +8,14 @@ File formats: ``glvd-model/1`` (a finished model: config, template hash, weights
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .io import atomic_writer, first_line
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_FORMAT = "glvd-checkpoint/1"
 MODEL_FORMAT = "glvd-model/1"
@@ -20,11 +23,15 @@ MODEL_FORMAT = "glvd-model/1"
 
 def atomic_save(obj: object, path: str | Path) -> None:
     """``torch.save`` all or nothing: a crash mid-write leaves ``path`` as it was."""
+    import torch
+
     with atomic_writer(path) as f:
         torch.save(obj, f)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -54,8 +61,8 @@ def _why_unreadable(p: Path, e: Exception) -> str:
 REQUIRED_KEYS = ("config", "model", "template_sha256")
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint/model file safely (``weights_only=True``) with clear errors."""
+def model_file(path: str | Path) -> Path:
+    """``path`` as a model file that exists; FileNotFoundError naming it and why otherwise."""
     p = Path(path)
     try:
         p.stat()
@@ -64,16 +71,31 @@ def load_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"{p}: {why}") from None
     if not p.is_file():
         raise FileNotFoundError(f"{p}: not a file")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file, unsafe pickle
-        raise ValueError(f"{p}: not a readable GLVD model ({_why_unreadable(p, e)})") from None
+    return p
+
+
+def check_model(ck: object, p: Path, nonfinite: Callable[[object], bool]) -> dict:
+    """``ck``, what a model file at ``p`` held, when it is a whole GLVD model or checkpoint (a
+    format, its config, weights and template hash, no weight for which ``nonfinite`` is true);
+    ValueError naming the file otherwise. Shared by the torch and the numpy runtime's readers."""
     if not isinstance(ck, dict) or ck.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
         raise ValueError(f"{p}: not a GLVD model file")
     missing = [k for k in REQUIRED_KEYS if k not in ck]
     if missing or not isinstance(ck["model"], dict) or not isinstance(ck["config"], dict):
         raise ValueError(f"{p}: an incomplete GLVD model file (missing or malformed: {', '.join(missing) or 'model/config'})")
     for k, t in ck["model"].items():
-        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+        if nonfinite(t):
             raise ValueError(f"{p}: weights contain NaN or inf ({k})")
     return ck
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint/model file safely (``weights_only=True``) with clear errors."""
+    import torch
+
+    p = model_file(path)
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file, unsafe pickle
+        raise ValueError(f"{p}: not a readable GLVD model ({_why_unreadable(p, e)})") from None
+    return check_model(ck, p, lambda t: torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all())

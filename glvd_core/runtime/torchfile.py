@@ -80,24 +80,12 @@ def load(path: str | Path) -> object:
         raise ValueError(f"{p}: not a readable GLVD model ({e})") from None
 
 
-MODEL_FORMATS = ("glvd-model/1", "glvd-checkpoint/1")
-
-
 def load_model(path: str | Path) -> dict:
     """A GLVD model file (what :func:`glvd_core.checkpoint.load_checkpoint` reads with torch), with
     the same checks and clear errors: a missing file, not a model, missing parts, NaN weights."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such model file")
+    from ..checkpoint import check_model, model_file
+
+    p = model_file(path)
     if p.stat().st_size == 0:
         raise ValueError(f"{p}: not a readable GLVD model (the file is empty)")
-    ck = load(p)
-    if not isinstance(ck, dict) or ck.get("format") not in MODEL_FORMATS:
-        raise ValueError(f"{p}: not a GLVD model file")
-    missing = [k for k in ("config", "model", "template_sha256") if k not in ck]
-    if missing or not isinstance(ck["model"], dict) or not isinstance(ck["config"], dict):
-        raise ValueError(f"{p}: an incomplete GLVD model file (missing or malformed: {', '.join(missing) or 'model/config'})")
-    for k, t in ck["model"].items():
-        if isinstance(t, np.ndarray) and t.dtype.kind == "f" and not np.isfinite(t).all():
-            raise ValueError(f"{p}: weights contain NaN or inf ({k})")
-    return ck
+    return check_model(load(p), p, lambda t: isinstance(t, np.ndarray) and t.dtype.kind == "f" and not np.isfinite(t).all())
