@@ -33,18 +33,22 @@ def _model_key(model_path: str, device: str) -> tuple:
     return model_path or "<bundled>", device
 
 
+def runtime_for(device: str) -> str:
+    """The runtime the panel's device runs: "cpu" the numpy runtime (the same mesh, and no
+    PyTorch import: seconds sooner); "auto" and "cuda" PyTorch where it is installed."""
+    return "numpy" if device == "cpu" else "auto"
+
+
 def get_reconstructor(model_path: str, device: str, _resolved: str | None = None) -> Reconstructor:
-    """Cached Reconstructor for (model, device); waits for a preload of it that is under way.
-    Device "cpu" runs the numpy runtime (the same mesh, and no PyTorch import: seconds sooner);
-    "auto" and "cuda" run PyTorch where it is installed."""
+    """Cached Reconstructor for (model, device), in :func:`runtime_for` the device; waits for a
+    preload of it that is under way."""
     key = _model_key(model_path, device)
     path = _resolved if _resolved is not None else (core.bpy_abspath(model_path) if model_path else "")
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS.clear()
             Reconstructor = core.import_core("reconstruct").Reconstructor
-            _MODELS[key] = Reconstructor.from_pretrained(path or None, device=device,
-                                                         runtime="numpy" if device == "cpu" else "auto")
+            _MODELS[key] = Reconstructor.from_pretrained(path or None, device=device, runtime=runtime_for(device))
         return _MODELS[key]
 
 

@@ -41,7 +41,7 @@ class GLVD_PT_main(bpy.types.Panel):
         col.prop(s, "fov")
         layout.prop(s, "device")
         ok, msg = core.runtime_report()
-        if ok and s.device == "cpu":  # the CPU device runs the numpy runtime (ops.get_reconstructor)
+        if ok and ops.runtime_for(s.device) == "numpy":
             msg = "Runtime: numpy, CPU"
         layout.label(text=msg, icon="CHECKMARK" if ok else "ERROR")
         if ok:  # load the model while the artist picks photos, not on the click (no-op once loaded)
