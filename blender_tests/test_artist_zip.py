@@ -1,12 +1,14 @@
 """The artist's install: the linux-x64 zip, Install from Disk into a fresh profile, Reconstruct.
 
 Each supported Blender runs in a virtual environment that holds only its ``bpy`` (and what bpy
-pulls in): no torch, no OpenCV, no Pillow, no MediaPipe, no scipy, no glvd_core. Those
-environments are made once and kept in ``.cache/blender-venvs`` (pip keeps the wheels in its
-own cache).
+pulls in): no torch, no OpenCV, no Pillow, no MediaPipe, no scipy, no glvd_core. Each bpy
+installs to about 1 GB, so by default an environment lives only for its own test and pip keeps
+no copy of the wheel: the five together would not fit on CI's disk beside ``.venv``. Set
+``GLVD_BLENDER_VENVS`` to a folder to keep them there between runs.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-VENVS = ROOT / ".cache" / "blender-venvs"
+KEEP_VENVS = os.environ.get("GLVD_BLENDER_VENVS")
 PHOTO = ROOT / "docs" / "examples" / "astronaut.png"
 # Blender -> (Python, what its venv holds): 4.2 LTS, 4.5 LTS, 5.0 on Python 3.11; 5.2 LTS and
 # 5.3 on 3.13. 4.2 LTS bundles numpy 1.24.3 (its bpy on PyPI pulls a newer one).
@@ -34,14 +36,13 @@ def _python(version: str) -> list[str]:
     return [f"python{version}"]
 
 
-def _venv(blender: str) -> Path:
+def _venv(blender: str, venv: Path) -> Path:
     py, reqs = BLENDERS[blender]
-    venv = VENVS / f"bpy-{blender}"
     python = venv / "bin" / "python"
     marker = venv / "glvd-requirements.txt"
     if not (python.is_file() and marker.is_file() and marker.read_text() == "\n".join(reqs)):
         subprocess.run(_python(py) + ["-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *reqs], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-cache-dir", *reqs], check=True)
         marker.write_text("\n".join(reqs))
     return python
 
@@ -75,7 +76,12 @@ def reference(linux_zip, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("blender", list(BLENDERS))
 def test_the_zip_alone_reconstructs_in_every_supported_blender(blender, linux_zip, reference, tmp_path):
-    r = _smoke(_venv(blender), linux_zip, tmp_path, blender)
+    venv = Path(KEEP_VENVS) / f"bpy-{blender}" if KEEP_VENVS else tmp_path / "venv"
+    try:
+        r = _smoke(_venv(blender, venv), linux_zip, tmp_path, blender)
+    finally:
+        if not KEEP_VENVS:
+            shutil.rmtree(venv, ignore_errors=True)
     assert r["blender"].split()[0] == blender and r["python"].startswith(BLENDERS[blender][0])  # "4.5.15 LTS"
     if blender == "4.2.0":
         assert r["numpy"] == "1.24.3"  # what Blender 4.2 LTS bundles

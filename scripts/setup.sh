@@ -12,8 +12,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -r requirements.txt
-.venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+.venv/bin/python -m pip install -q --no-cache-dir --upgrade pip
+.venv/bin/python -m pip install -q --no-cache-dir -r requirements.txt
+.venv/bin/python -m pip install -q --no-cache-dir --no-deps -r requirements-nodeps.txt
+.venv/bin/python -m pip install -q --no-cache-dir --no-deps --no-build-isolation -e .
 .venv/bin/python -c "import torch, numpy, cv2, bpy, glvd_core; print('setup ok: torch', torch.__version__, '| numpy', numpy.__version__, '| bpy', bpy.app.version_string, '| cuda', torch.cuda.is_available())"
