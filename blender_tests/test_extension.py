@@ -141,6 +141,12 @@ def test_without_fit_to_photos_the_face_is_the_descents_last_step(addon, synthet
     face = ops.write(bpy.context, job)["face"]
     assert not [k for k in face.data.shape_keys.key_blocks if k.name.startswith("fit_")]
     assert face["glvd"]["fit_iterations"] == 0
+    # "Fit Expression" (off by default) asks the fit to read the photo's expression too
+    s = bpy.context.scene.glvd
+    s.fit_to_photos = True
+    assert s.fit_expression is False and ops.gather(bpy.context).options.fit.expression is False
+    s.fit_expression = True
+    assert ops.gather(bpy.context).options.fit.expression is True
 
 
 def test_failure_leaves_the_scene_untouched(addon, tmp_path):

@@ -181,7 +181,7 @@ def pipeline_options(s: bpy.types.PropertyGroup, keypoints: dict | None = None) 
     pipeline = core.import_core("pipeline")
     return pipeline.PipelineOptions(
         pipeline.ReconstructOptions(iterations=s.iterations or None, clip=s.clip, seed=s.seed, keypoints=keypoints or None),
-        fit=pipeline.FitOptions(iterations=s.fit_iterations) if s.fit_to_photos else None,
+        fit=pipeline.FitOptions(iterations=s.fit_iterations, expression=s.fit_expression) if s.fit_to_photos else None,
         texture_size=int(s.texture_size) if s.bake_texture else 0, neutral=s.neutral, arkit=s.arkit_shapes)
 
 

@@ -52,6 +52,9 @@ class GLVD_PT_main(bpy.types.Panel):
         sub = row.row()
         sub.enabled = s.fit_to_photos
         sub.prop(s, "fit_iterations", text="")
+        sub = layout.row()
+        sub.enabled = s.fit_to_photos
+        sub.prop(s, "fit_expression")
         col = layout.column(heading="Create")
         col.prop(s, "add_keypoints")
         col.prop(s, "keyframe_descent")

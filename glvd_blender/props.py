@@ -32,6 +32,9 @@ class GLVD_PG_settings(bpy.types.PropertyGroup):
                                 "the descent's as fit_01, fit_02, ...", default=False)
     fit_iterations: IntProperty(name="Fit Iterations", description="Iterations of the fit to the photos, each kept "
                                 "as a shape key", default=10, min=1, max=100)
+    fit_expression: BoolProperty(name="Fit Expression", description="The fit also reads the photo's expression "
+                                 "(smile, open jaw) into the mesh; Neutral Expression removes it from the rest shape",
+                                 default=False)
     add_keypoints: BoolProperty(name="Keypoint Empties", default=True)
     keyframe_descent: BoolProperty(name="Keyframe the Descent", default=True)
     frames_per_step: IntProperty(name="Frames per Step", default=5, min=1, max=100)

@@ -90,7 +90,7 @@ def _train(a) -> int:
 
 
 def add_fit_arguments(p: argparse.ArgumentParser, default: bool = False) -> None:
-    """--fit/--no-fit and --fit-iterations (reconstruct, evaluate, bench; batch.py has its own)."""
+    """--fit/--no-fit, --fit-iterations and --fit-expression (reconstruct, evaluate, bench; batch.py has its own)."""
     from .fitting import FitOptions
 
     p.add_argument("--fit", action=argparse.BooleanOptionalAction, default=default,
@@ -98,13 +98,16 @@ def add_fit_arguments(p: argparse.ArgumentParser, default: bool = False) -> None
                         f"masks' outlines (default: {'on' if default else 'off'}; docs/RESULTS.md)")
     p.add_argument("--fit-iterations", type=int, default=FitOptions.iterations, metavar="N",
                    help=f"iterations of the fit, each kept as a step (default {FitOptions.iterations})")
+    p.add_argument("--fit-expression", action="store_true",
+                   help="the fit also reads the photo's expression (smile, open jaw) into the mesh; --neutral "
+                        "removes it from the rest shape (default: off; docs/RESULTS.md)")
 
 
 def fit_options(a: argparse.Namespace) -> FitOptions | None:
-    """The FitOptions --fit/--fit-iterations ask for (None: --no-fit)."""
+    """The FitOptions --fit/--fit-iterations/--fit-expression ask for (None: --no-fit)."""
     from .fitting import FitOptions
 
-    return FitOptions(iterations=a.fit_iterations) if a.fit else None
+    return FitOptions(iterations=a.fit_iterations, expression=a.fit_expression) if a.fit else None
 
 
 def _reconstruct(a) -> int:

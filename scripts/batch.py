@@ -122,6 +122,8 @@ def main(argv):
     ap.add_argument("--fit", action=argparse.BooleanOptionalAction, default=False,
                     help="fit each face to its photos' evidence after the descent (default: off; docs/RESULTS.md)")
     ap.add_argument("--fit-iterations", type=int, default=10, help="iterations of that fit (default 10)")
+    ap.add_argument("--fit-expression", action="store_true",
+                    help="the fit also reads each photo's expression into the mesh (--neutral removes it)")
     a = ap.parse_args(argv)
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
     if not 0 <= a.iterations <= 100:
@@ -209,7 +211,7 @@ def main(argv):
                     if a.texture:
                         s.texture_size = str(a.texture)
                     s.arkit_shapes, s.neutral, s.fit_to_photos = not a.no_arkit, a.neutral, a.fit
-                    s.fit_iterations = a.fit_iterations
+                    s.fit_iterations, s.fit_expression = a.fit_iterations, a.fit_expression
                     for p in photos:
                         s.photos.add().filepath = str(Path(p).resolve())
                     job = ops.gather(bpy.context, loaded=loaded)

@@ -65,6 +65,32 @@ def test_the_fit_recovers_a_known_head_from_its_own_renders(template, head):
     assert _outline_gap_px(template, outline.steps[-1], ev) < 0.5 * _outline_gap_px(template, start, ev)
 
 
+def test_the_fit_carries_the_photos_expression_and_neutral_removes_it(template, head):
+    """A known head smiling with an open jaw, one photo of it: the fit with expression modes puts
+    the smile and the open jaw into the mesh (the largest fitted expression weights), nearer the truth than
+    the same fit without expression modes; the neutral option takes them out again."""
+    from glvd_core.expression import neutralize
+
+    names = list(template.expression_names)
+    we = np.zeros(len(names))
+    for n, v in (("mouthSmile_L", 0.8), ("mouthSmile_R", 0.8), ("jawOpen", 0.5)):
+        we[names.index(n)] = v
+    smiling = head + np.tensordot(we, template.expression_modes_m, 1)
+    start = head.astype(np.float32)  # the descent found the identity but not the expression
+    ev = _evidence(template, smiling, [_look_at(0)])
+    f = fit_to_photos(template, start, ev, FitOptions(expression=True))
+    top = sorted(f.expression, key=f.expression.get, reverse=True)[:3]
+    assert set(top) == {"mouthSmile_L", "mouthSmile_R", "jawOpen"}, {k: round(f.expression[k], 2) for k in top}
+    without = fit_to_photos(template, start, ev, FitOptions(expression=False))
+    assert without.expression == {}
+    err = chamfer_mm(smiling, f.steps[-1], template, align=True)[0]
+    assert err < 0.6 * chamfer_mm(smiling, without.steps[-1], template, align=True)[0]
+    assert err < 0.5 * chamfer_mm(smiling, start, template, align=True)[0]
+    neutral, fit = neutralize(template, f.steps[-1])
+    assert set(sorted(fit.expression, key=fit.expression.get, reverse=True)[:3]) == set(top)
+    assert chamfer_mm(head, neutral, template, align=True)[0] < 0.4 * chamfer_mm(head, f.steps[-1], template, align=True)[0]
+
+
 def _outline_gap_px(template, V, evidence):
     """Mean distance (pixels) of the mesh's outer contour to the masks' outlines, over the views."""
     from glvd_core.fitting.outline import MaskOutline, contour_vertices
@@ -130,6 +156,9 @@ def test_the_cli_fit_keeps_its_steps_and_without_it_the_descent_is_untouched(tmp
     t = np.load(tmp_path / "fit.npz")
     assert 1 <= len(t["fit_vertices"]) <= 4 and t["vertices"].shape[1:] == t["fit_vertices"].shape[1:]
     np.testing.assert_allclose(read_obj(tmp_path / "fit.obj")[0], t["fit_vertices"][-1], atol=1e-5)
+    # --fit-expression: the same fit also reads her expression, so the mesh it writes differs
+    assert main(args + ["--output", str(tmp_path / "expr.obj"), "--fit", "--fit-iterations", "4", "--fit-expression"]) == 0
+    assert np.abs(read_obj(tmp_path / "expr.obj")[0] - t["fit_vertices"][-1]).max() > 1e-4
     assert main(args + ["--output", str(tmp_path / "descent.obj"), "--trajectory", str(tmp_path / "descent.npz")]) == 0
     d = np.load(tmp_path / "descent.npz")
     assert "fit_vertices" not in d

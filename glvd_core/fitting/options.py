@@ -18,12 +18,15 @@ class FitOptions:
     Attributes:
         iterations: Gauss-Newton iterations; each one is kept as a step (``fit_01`` …).
         points: the dense-point term (MediaPipe's 478 points at their calibrated places).
-        expression: also fit the 57 ICT expression modes (weights in [0, 1]) to the points, so
-            the mesh carries more of the photo's expression. Off by default: on data/val it
-            made one view worse (research/photo_fit/NOTES.md).
+        expression: also fit the 57 ICT expression modes (weights in [0, 1]), so the mesh
+            carries the photo's expression, a smile or an open jaw (the pipeline's ``neutral``
+            removes it again). Off by default: it improved three views on data/val but not on
+            the held-out tables, and it reads a neutral real face's detector errors as
+            expression (research/photo_fit/NOTES.md).
         identity_prior: precision of the prior holding the 100 identity weights the fit adds to
             the descent's shape near zero (larger: nearer the descent's shape; chosen on data/val).
-        expression_prior: precision of the ridge on the expression weights.
+        expression_prior: precision of the ridge on the expression weights (weak priors read
+            the detector's systematic errors as expression; chosen on data/val).
         noise_scale: multiplies each point's calibrated spread (the noise the fit assumes; larger
             trusts the points less against the priors).
         grazing: down-weight points where the surface turns away from the camera (near the
@@ -52,7 +55,7 @@ class FitOptions:
     points: bool = True
     expression: bool = False
     identity_prior: float = 30.0
-    expression_prior: float = 1.0
+    expression_prior: float = 300.0
     noise_scale: float = 1.0
     grazing: bool = True
     outline: bool = True
