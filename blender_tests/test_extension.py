@@ -364,6 +364,26 @@ def test_batch_keeps_every_result_when_stems_collide_and_reads_gifs(tmp_path, sy
     assert {p.name for p in out.glob("*.obj")} == {"anim.obj", "face_jpg.obj", "face_png.obj"}
 
 
+def test_batch_fit_expression_reaches_the_fit(tmp_path, synthetic_photo, tiny_model):
+    """batch --fit --fit-expression: the fit also reads the photo's expression, so the mesh it
+    writes differs from --fit alone on the same photo."""
+    import shutil
+
+    from glvd_core.io import read_obj
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(synthetic_photo.path / "view_00.png", inp / "face.png")
+    meshes = {}
+    for name, extra in (("fit", []), ("expr", ["--fit-expression"])):
+        out = tmp_path / name
+        r = _batch("--input", inp, "--output", out, "--formats", "obj", "--model", tiny_model, "--iterations", "2",
+                   "--texture", "0", "--no-arkit", "--fit", "--fit-iterations", "3", *extra)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        meshes[name] = read_obj(out / "face.obj")[0]
+    assert np.abs(meshes["expr"] - meshes["fit"]).max() > 1e-5
+
+
 def test_batch_refuses_bad_global_options_with_one_line(tmp_path, tiny_model):
     """Bad options fail at once with one line (exit 2), before any input, and claim no report."""
     import torch
