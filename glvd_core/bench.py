@@ -63,8 +63,6 @@ def full_output_step(model: GLVD, feats: Features, v: torch.Tensor, k: torch.Ten
     return v + dv, k + dk
 
 
-
-
 def _bench_cameras(cfg, B: int, V: int, dev):
     """The bench's frame tensors A (B, V, 3, 3), b (B, V, 3), K (B, V, 3, 3): identity axes at the
     frame scale, the head 0.6 units ahead, focal 1.2 x the input size."""

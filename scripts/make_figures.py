@@ -78,18 +78,18 @@ def fit_figure(photo, out):
     """The photo with the descent's mesh, the fitted mesh and the fit with expression drawn over
     it, each shaded from 45 degrees to the side: what the fitting stage changes on a real photo."""
     from glvd_core import Reconstructor
-    from glvd_core.fitting import FitOptions
+    from glvd_core.fitting import FitOptions, fit_reconstruction
     from glvd_core.pipeline import PipelineOptions, load_inputs, run
 
     rec = Reconstructor.from_pretrained()
     inputs = load_inputs([photo])
     res = run(rec, inputs, PipelineOptions(fit=FitOptions()))
-    expr = run(rec, inputs, PipelineOptions(fit=FitOptions(expression=True)))
     r = res.reconstruction
+    expr = fit_reconstruction(rec.template, r, FitOptions(expression=True), masks=inputs.masks)  # the same descent
     cam = r.cameras[0]
     panels = []
     for V, label in ((r.final_vertices, "descent"), (res.final_vertices_m, "descent + fit"),
-                     (expr.final_vertices_m, "fit + expression")):
+                     (expr.steps[-1] if len(expr.steps) else r.final_vertices, "fit + expression")):
         img = inputs.images[0][..., ::-1].copy()
         uv = cam.project(V)
         for a, b in np.concatenate([r.faces[:, [0, 1]], r.faces[:, [1, 2]]])[::3]:

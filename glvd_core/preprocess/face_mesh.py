@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..runtime.nn import bilinear
-from ..runtime.tflite import load_model
+from ..runtime.tflite import load_model, resize_bilinear
 
 F32 = np.float32
 LANDMARK_PX = 192          # the landmark model's input
@@ -190,8 +190,6 @@ def person_mask(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: where the (H, W, 3) uint8 RGB image shows a person (MediaPipe's
     selfie segmentation, general model: the whole image stretched to 256 x 256, the mask
     resized back bilinearly)."""
-    from ..runtime.tflite import resize_bilinear
-
     H, W = image.shape[:2]
     x = warp_rect(image, (W / 2, H / 2), (W, H), 0.0, SEGMENTATION_PX, border="zero")
     m = load_model("selfie_segmentation")(x[None].astype(F32) / 255)["activation_10"]

@@ -1,6 +1,6 @@
 #!/bin/bash
 # usage: sweep_asset.sh ASSET VIEWS OUTJSON
-cd /work/main
+cd "$(dirname "$0")/../.."
 .venv/bin/python -c "
 import sys
 from pathlib import Path
