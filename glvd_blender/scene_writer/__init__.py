@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import bpy
 import numpy as np
 
-from .cameras import add_cameras, blender_camera_to_cv, camera_matrix_world, setup_camera_data
+from .cameras import (add_cameras, blender_camera_to_cv, camera_matrix_world, fit_background, render_size,
+                      setup_camera_data)
 from .frames import (HEAD_FRAME_TO_BLENDER, camera_frame_to_blender, evaluated_coordinates, grid_origin_and_step,
                      local_coordinates, on_grid, to_world)
 from .keypoints import add_keypoints
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # glvd_core is imported lazily (core.glvd_core)
 
 __all__ = ["Extras", "write_reconstruction", "camera_frame_to_blender", "HEAD_FRAME_TO_BLENDER", "to_world",
            "local_coordinates", "evaluated_coordinates", "blender_camera_to_cv", "camera_matrix_world",
-           "setup_camera_data"]
+           "setup_camera_data", "fit_background", "render_size"]
 
 
 @dataclass

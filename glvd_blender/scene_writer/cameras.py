@@ -47,15 +47,37 @@ def blender_camera_to_cv(obj: bpy.types.Object, width: int, height: int) -> Came
 
 
 def setup_camera_data(cd: bpy.types.Camera, cam: Camera) -> None:
-    """Set a Blender camera's lens, sensor and shift to a glvd_core camera's intrinsics."""
+    """Set a Blender camera's lens, sensor and shift to a glvd_core camera's intrinsics. The
+    sensor is fitted to the photo's longer side explicitly (AUTO would fit it to the render's
+    longer side, and the view through the camera would change with the scene's render size)."""
     side = max(cam.width, cam.height)
-    cd.sensor_fit = "AUTO"
-    cd.sensor_width = 36.0
+    cd.sensor_fit = "HORIZONTAL" if cam.width >= cam.height else "VERTICAL"
+    cd.sensor_width = cd.sensor_height = 36.0
     cd.lens = float(cam.K[0, 0] / side * 36.0)
     cd.shift_x = float(-(cam.K[0, 2] - (cam.width - 1) / 2) / side)
     cd.shift_y = float((cam.K[1, 2] - (cam.height - 1) / 2) / side)
     cd.clip_start = 0.01
     cd.clip_end = 100.0
+
+
+def fit_background(cd: bpy.types.Camera, photo_size: tuple, render_size: tuple) -> None:
+    """Draw the photo behind the camera where the camera projects it, for a render of
+    ``render_size`` (w, h) pixels: the photo's longer side spans the frame's side of the same
+    axis (the sensor fit of :func:`setup_camera_data`), so it fits inside the frame when it is
+    relatively longer along that axis than the frame, and fills (crops) it otherwise. A
+    stretched photo (Blender's default) would sit elsewhere than the face whenever the render's
+    aspect differs from the photo's."""
+    (w, h), (rw, rh) = photo_size, render_size
+    along_x = w >= h
+    photo_longer = (w / h >= rw / rh) if along_x else (h / w >= rh / rw)
+    for bg in cd.background_images:
+        bg.frame_method = "FIT" if photo_longer else "CROP"
+
+
+def render_size(scene: bpy.types.Scene) -> tuple:
+    """The scene's render frame (w, h) in square pixels: the aspect the camera view is drawn in."""
+    r = scene.render
+    return r.resolution_x * r.pixel_aspect_x, r.resolution_y * r.pixel_aspect_y
 
 
 def add_cameras(scene: bpy.types.Scene, col: bpy.types.Collection, cameras: list, photos: list, M: np.ndarray,
@@ -88,3 +110,4 @@ def add_cameras(scene: bpy.types.Scene, col: bpy.types.Collection, cameras: list
             scene.render.resolution_x, scene.render.resolution_y = int(cam.width), int(cam.height)
             scene.render.resolution_percentage = 100
             scene.camera = co
+        fit_background(cd, (cam.width, cam.height), render_size(scene))
