@@ -168,6 +168,32 @@ def test_drawing_the_panel_loads_the_model_in_the_background_for_the_click(addon
     assert ops.preload(s.model_path, s.device) is None
 
 
+def test_iterations_zero_reads_as_the_models_own_number_of_steps(addon):
+    """0 Iterations is the model's default, not "no descent": the label says Auto, with the
+    number once the model is loaded; a number the artist typed is shown as it is."""
+    from glvd_blender import ops
+
+    s = bpy.context.scene.glvd
+    ops._MODELS.clear()
+    ops._PRELOADING.add(ops._model_key(s.model_path, s.device))  # keep the draw from loading it
+    try:
+        assert lay_iterations_text(panel()) == "Iterations (Auto)"
+    finally:
+        ops._PRELOADING.clear()
+    steps = ops.get_reconstructor(s.model_path, s.device).cfg.inference.iterations
+    assert lay_iterations_text(panel()) == f"Iterations (Auto: {steps})"
+    s.iterations = 4
+    try:
+        assert lay_iterations_text(panel()) == "Iterations"
+    finally:
+        s.iterations = 0
+
+
+def lay_iterations_text(lay):
+    (item,) = lay.find("prop", property="iterations")
+    return item.args["text"]
+
+
 def test_a_reconstructed_face_shows_its_pins_and_refit(addon, synthetic_photo):
     """With a face active: the Pins box (add, clear all, one row per pin with its remaining error
     and a remove button) and the Refit button."""
@@ -186,8 +212,8 @@ def test_a_reconstructed_face_shows_its_pins_and_refit(addon, synthetic_photo):
     lay = panel()
     removes = lay.find("operator", operator="glvd.remove_pin")
     assert [r.props.values["index"] for r in removes] == [-1, 0, 1]
-    rows = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("photo 1, vertex")]
-    assert rows == ["photo 1, vertex 10 → (100, 120): 0.4 px off", "photo 1, vertex 20 → (90, 80)"]
+    rows = [i.args["text"] for i in lay.find("label") if i.args.get("text", "").startswith("Photo 1, vertex")]
+    assert rows == ["Photo 1, vertex 10: 0.4 px off", "Photo 1, vertex 20 → (90, 80)"]
 
 
 def test_the_cpu_device_runs_the_numpy_runtime_and_auto_runs_torch_where_installed(addon):

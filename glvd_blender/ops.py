@@ -27,6 +27,7 @@ _MODELS: dict = {}
 _MODELS_LOCK = threading.Lock()  # a preload and a click share one load
 _PRELOADING: set = set()
 _LOADERS: list = []  # preload threads, joined on unregister
+_ACTIVE: list = []   # the Job running off the UI thread, if any (one at a time: the panel shows its progress)
 
 
 def _model_key(model_path: str, device: str) -> tuple:
@@ -50,6 +51,13 @@ def get_reconstructor(model_path: str, device: str, _resolved: str | None = None
             Reconstructor = core.import_core("reconstruct").Reconstructor
             _MODELS[key] = Reconstructor.from_pretrained(path or None, device=device, runtime=runtime_for(device))
         return _MODELS[key]
+
+
+def default_iterations(model_path: str, device: str) -> int | None:
+    """The descent steps the (model, device) runs when Iterations is 0, once that model is
+    loaded; None before (the panel does not wait for a load to draw)."""
+    rec = _MODELS.get(_model_key(model_path, device))
+    return None if rec is None else int(rec.cfg.inference.iterations)
 
 
 def preload(model_path: str, device: str) -> threading.Thread | None:
@@ -111,6 +119,11 @@ class Job:
     def photos(self) -> list:
         return self.inputs.paths
 
+    @property
+    def fraction(self) -> float:
+        """How far the descent is, 0..1 (the steps done of the steps to run)."""
+        return min(1.0, self.step / self.total) if self.total else 0.0
+
     def run(self) -> None:
         pipeline = core.import_core("pipeline")
         try:
@@ -135,6 +148,26 @@ class Job:
             self.error = str(e) or type(e).__name__
         finally:
             self.done = True
+
+
+def active_job() -> Job | None:
+    """The reconstruction or refit running in the background now, or None."""
+    return _ACTIVE[0] if _ACTIVE else None
+
+
+def progress_text(job: Job) -> str:
+    """What a running job is doing, for the panel's progress bar and the status bar."""
+    what = f"step {job.step}/{job.total or '?'}" if job.stage in ("", "descent") else job.stage
+    return f"{'Cancelling' if job.cancel else what} ({time.time() - job.started:.0f} s)"
+
+
+def no_job_running(op: type) -> bool:
+    """An operator's poll: no job is running (one at a time: a second press would race the first
+    for the scene); otherwise the greyed button's tooltip says why."""
+    if active_job() is None:
+        return True
+    op.poll_message_set("a reconstruction is running: wait for it or press Esc")
+    return False
 
 
 def gather(context: bpy.types.Context, loaded: Inputs | None = None) -> Job:
@@ -231,6 +264,10 @@ class _RunsAJob:
     _job: Job | None = None
     _thread: threading.Thread | None = None
 
+    @classmethod
+    def _idle(cls) -> bool:
+        return no_job_running(cls)
+
     def _fail(self, context, message: str) -> None:
         settings(context).status = f"Failed: {message}"
         self.report({"ERROR"}, settings(context).status)
@@ -265,6 +302,7 @@ class _RunsAJob:
         if job is None:
             return {"CANCELLED"}
         self._job = job
+        _ACTIVE[:] = [job]
         self._thread = threading.Thread(target=job.run, name="glvd-job")  # not a daemon: see preload()
         self._thread.start()
         wm = context.window_manager
@@ -280,20 +318,20 @@ class _RunsAJob:
             job.cancel = True
             settings(context).status = "Cancelling…"
         if event.type == "TIMER":
-            frac = job.step / job.total if job.total else 0.0
-            context.window_manager.progress_update(int(100 * frac))
+            context.window_manager.progress_update(int(100 * job.fraction))
             if context.workspace:
-                what = f"step {job.step}/{job.total or '?'}" if job.stage in ("", "descent") else job.stage
-                context.workspace.status_text_set(
-                    f"GLVD: {what} ({time.time() - job.started:.0f} s) — Esc to cancel")
-            if context.area:
-                context.area.tag_redraw()
+                context.workspace.status_text_set(f"GLVD: {progress_text(job)} — Esc to cancel")
+            for window in context.window_manager.windows:  # the sidebar's progress bar, wherever it is
+                for area in window.screen.areas:
+                    if area.type == "VIEW_3D":
+                        area.tag_redraw()
             if job.done:
                 self._cleanup(context)
                 return self._finish(context, job)
         return {"PASS_THROUGH"}
 
     def _cleanup(self, context):
+        _ACTIVE.clear()
         wm = context.window_manager
         if self._timer:
             wm.event_timer_remove(self._timer)
@@ -308,6 +346,10 @@ class GLVD_OT_reconstruct(_RunsAJob, bpy.types.Operator):
     bl_idname = "glvd.reconstruct"
     bl_label = "Reconstruct Face"
     bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return cls._idle()
 
     def _start(self, context):
         try:
@@ -486,7 +528,11 @@ def photo_camera(scene: bpy.types.Scene, face: bpy.types.Object) -> tuple:
             or not cam.data.background_images or cam.data.background_images[0].image is None):
         raise ValueError("look through one of the face's photo cameras (make a GLVD Camera the scene camera)")
     img = cam.data.background_images[0].image
-    return cam, int(cam["glvd_view"]), int(img.size[0]), int(img.size[1])
+    w, h = int(img.size[0]), int(img.size[1])
+    # the photo drawn where the camera projects it at the render size of now (it may have changed
+    # since the camera was made): what the artist aims at is what the pin's pixel means
+    scene_writer.fit_background(cam.data, (w, h), scene_writer.render_size(scene))
+    return cam, int(cam["glvd_view"]), w, h
 
 
 def append_pin(context: bpy.types.Context, face: bpy.types.Object, view: int, vertex: int, pixel: tuple) -> None:
@@ -544,7 +590,7 @@ class GLVD_OT_drag_pin(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return (refittable(context.active_object) and context.area is not None and context.area.type == "VIEW_3D"
-                and context.region_data is not None)
+                and context.region_data is not None and no_job_running(cls))
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         face, scene, rv3d = context.active_object, context.scene, context.region_data
@@ -660,7 +706,7 @@ class GLVD_OT_refit(_RunsAJob, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return refittable(context.active_object)
+        return refittable(context.active_object) and cls._idle()
 
     def _start(self, context):
         face = context.active_object
