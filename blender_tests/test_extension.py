@@ -397,6 +397,8 @@ def test_batch_refuses_bad_global_options_with_one_line(tmp_path, tiny_model):
     cases = [(["--input", tmp_path / "empty"], "no photos in"),
              (["--input", photos, "--iterations", "-3"], "--iterations -3: choose 0..100"),
              (["--input", photos, "--texture", "3"], "--texture 3"),
+             (["--input", photos, "--chunk", "3/2"], "--chunk 3/2: write K/N with 1 <= K <= N"),
+             (["--input", photos, "--formats", "obj,usd"], "unknown format(s): usd"),
              (["--input", photos, "--model", tmp_path / "missing.pt"], "no such model file"),
              (["--input", photos, "--model", tmp_path / "empty.pt"], "the file is empty"),
              (["--input", photos, "--output", tmp_path / "a_file" / "out"], "cannot write there")]
