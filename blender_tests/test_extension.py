@@ -364,6 +364,24 @@ def test_batch_keeps_every_result_when_stems_collide_and_reads_gifs(tmp_path, sy
     assert {p.name for p in out.glob("*.obj")} == {"anim.obj", "face_jpg.obj", "face_png.obj"}
 
 
+def test_batch_reads_a_list_of_inputs(tmp_path, synthetic_photo, tiny_model):
+    """--input LIST.txt: one photo a line (relative to the list, or absolute; blanks and # lines
+    skipped) for more photos than a command line holds; each is reconstructed as if named."""
+    import shutil
+
+    lists = tmp_path / "lists"
+    (lists / "sub").mkdir(parents=True)
+    shutil.copy(synthetic_photo.path / "view_00.png", lists / "sub" / "near.png")
+    shutil.copy(synthetic_photo.path / "view_00.png", tmp_path / "far.png")
+    (lists / "photos.txt").write_text(f"# the shoot\nsub/near.png\n\n{tmp_path / 'far.png'}\n")
+    out = tmp_path / "out"
+    r = _batch("--input", lists / "photos.txt", "--output", out, "--formats", "obj", "--model", tiny_model,
+               "--iterations", "2", "--texture", "0", "--no-arkit")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = {e["name"]: e["status"] for e in json.loads((out / "report.json").read_text())["results"]}
+    assert rep == {"near": "ok", "far": "ok"}
+
+
 def test_batch_fit_expression_reaches_the_fit(tmp_path, synthetic_photo, tiny_model):
     """batch --fit --fit-expression: the fit also reads the photo's expression, so the mesh it
     writes differs from --fit alone on the same photo."""
@@ -394,9 +412,12 @@ def test_batch_refuses_bad_global_options_with_one_line(tmp_path, tiny_model):
     cv2.imwrite(str(photos / "p.png"), np.zeros((64, 64, 3), np.uint8))
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "a_file").write_text("")
+    listed = tmp_path / "photos.txt"
+    listed.write_text(f"{photos / 'p.png'}\ngone.png\n")
     cases = [(["--input", tmp_path / "empty"], "no photos in"),
              (["--input", photos, "--iterations", "-3"], "--iterations -3: choose 0..100"),
              (["--input", photos, "--texture", "3"], "--texture 3"),
+             (["--input", listed], f"--input {listed}, line 2: {tmp_path / 'gone.png'}: no such file or folder"),
              (["--input", photos, "--chunk", "3/2"], "--chunk 3/2: write K/N with 1 <= K <= N"),
              (["--input", photos, "--formats", "obj,usd"], "unknown format(s): usd"),
              (["--input", photos, "--model", tmp_path / "missing.pt"], "no such model file"),
@@ -411,7 +432,6 @@ def test_batch_refuses_bad_global_options_with_one_line(tmp_path, tiny_model):
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr + r.stdout, (args, r.stderr[-2000:])
         assert "report:" not in r.stdout
     assert not (tmp_path / "out" / "report.json").exists()
-
 
 
 def test_refit_holds_a_moved_keypoint_and_is_one_undo_step(addon, synthetic_photo):

@@ -6,7 +6,9 @@
     python scripts/batch.py --input ... --output ...          (with the bpy module)
 
 A PATH is a photo, or a folder: of photos (one reconstruction each) or, with
---views-per-subject N > 1, of one subject's N photos (one multi-view reconstruction). Per
+--views-per-subject N > 1, of one subject's N photos (one multi-view reconstruction), or a list
+(a .txt file: one such path a line, relative to the list's folder; blank lines and lines
+starting with # are skipped), for more inputs than a command line holds. Per
 input: NAME.blend with everything the panel's operator makes, and the requested exports.
 ``report.json`` (per input: status, message, seconds, outputs) is rewritten after every input.
 Every file is written under a temporary name and renamed. A bad input is reported and
@@ -57,6 +59,20 @@ def guides_for(source):
     else:
         found = [src.with_name(f"{src.stem}_{g}") for g in GUIDES]
     return tuple(p if p.is_file() else None for p in found)
+
+
+LIST_EXT = ".txt"  # an --input that lists inputs (module docstring)
+
+
+def read_list(path):
+    """[(line number, path)] of a list of inputs: one photo or folder a line, relative to the
+    list's folder; blank lines and lines starting with # are skipped."""
+    entries = []
+    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append((no, path.parent / Path(line).expanduser()))
+    return entries
 
 
 def collect(inputs, views_per_subject):
@@ -183,10 +199,22 @@ def check_args(ap, a):
         ap.error(f"--fit-iterations {a.fit_iterations}: choose 1..100")
     if a.views_per_subject < 1:
         ap.error(f"--views-per-subject {a.views_per_subject}: choose 1 or more")
-    missing = [s for s in a.input if not Path(s).exists()]
-    if missing:
-        ap.error(f"--input {missing[0]}: no such file or folder")
-    jobs, ignored = collect(a.input, a.views_per_subject)
+    inputs = []
+    for s in a.input:
+        if not Path(s).exists():
+            ap.error(f"--input {s}: no such file or folder")
+        if Path(s).suffix.lower() != LIST_EXT or not Path(s).is_file():
+            inputs.append(s)
+            continue
+        try:
+            listed = read_list(Path(s))
+        except (OSError, UnicodeDecodeError) as e:
+            ap.error(f"--input {s}: cannot read the list ({getattr(e, 'strerror', None) or e})")
+        for line_no, path in listed:
+            if not path.exists():
+                ap.error(f"--input {s}, line {line_no}: {path}: no such file or folder")
+            inputs.append(str(path))
+    jobs, ignored = collect(inputs, a.views_per_subject)
     if not jobs:
         ap.error(f"no photos in {' '.join(a.input)} (looked for {', '.join(sorted(IMAGE_EXT))})")
     if a.chunk:
