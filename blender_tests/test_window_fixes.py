@@ -1,6 +1,7 @@
 """What the real window showed broken, pinned down in the bpy module: long sidebar lines are
 wrapped, not cut; a running reconstruction shows its progress in the panel and refuses a second
-press; the photo behind a photo camera sits where the camera projects it at any render size."""
+press; the photo behind a photo camera sits where the camera projects it at any render size;
+every setting and button the panel shows has a tooltip (several showed only their name)."""
 import bpy
 import numpy as np
 import pytest
@@ -92,3 +93,30 @@ def test_the_photo_behind_the_camera_lines_up_with_what_the_camera_projects(addo
     finally:
         bpy.data.objects.remove(ob)
         bpy.data.cameras.remove(cd)
+
+
+INTERNAL = {"photos", "active_photo", "status", "rna_type", "name", "bl_idname"}  # never drawn as a setting
+
+
+def test_every_setting_and_button_has_a_tooltip(addon, tmp_path):
+    """Hovering any setting, choice or button of the panel and the preferences says what it does."""
+    import glvd_blender
+
+    s = bpy.context.scene.glvd
+    s.photos.add().filepath = str(tmp_path / "front.png")
+    s.fit_to_photos = True
+    lay = draw(bpy.types.GLVD_PT_main, bpy.context)
+    drawn = {i.args["property"]: i.rna for i in lay.find("prop")}
+    assert {"seed", "device", "texture_size", "frames_per_step", "mask"} <= set(drawn)
+    groups = [c for c in glvd_blender.classes if c.__name__.startswith(("GLVD_PG", "GLVD_AP"))]
+    props = [(c.__name__, p) for c in groups for p in c.bl_rna.properties if p.identifier not in INTERNAL]
+    props += [("panel", rna) for rna in drawn.values()]
+    missing = [f"{owner}.{p.identifier}" for owner, p in props if not p.description.strip()]
+    missing += [f"{owner}.{p.identifier}={item.identifier}" for owner, p in props if p.type == "ENUM"
+                for item in p.enum_items if not item.description.strip()]
+    for c in glvd_blender.classes:
+        if c.__name__.startswith("GLVD_OT"):
+            mod, name = c.bl_idname.split(".")
+            if not getattr(getattr(bpy.ops, mod), name).get_rna_type().description.strip():
+                missing.append(c.bl_idname)
+    assert not missing, f"no tooltip: {', '.join(sorted(set(missing)))}"
