@@ -195,6 +195,19 @@ def _evaluate(a) -> int:
     return 0
 
 
+def _evaluate_likeness(a) -> int:
+    from .evaluate import save_json
+    from .likeness import evaluate_likeness, format_likeness, people_photos
+    from .reconstruct import Reconstructor
+
+    people_photos(a.photos)  # a bad folder fails before the model loads
+    result = evaluate_likeness(a.photos, Reconstructor.from_pretrained(a.weights, device=a.device))
+    print(format_likeness(result))
+    if a.json:
+        save_json(a.json, result)
+    return 0
+
+
 def _compare(a) -> int:
     import json
     from pathlib import Path
@@ -350,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new", help="evaluate --json of the candidate")
     p.add_argument("old", help="evaluate --json of what it would replace (same data)")
     p.set_defaults(func=_compare)
+    p = sub.add_parser("evaluate-likeness",
+                       help="likeness on real photos (DIR/PERSON/*.jpg): identity spread, verification, cross-view fit")
+    p.add_argument("--photos", required=True, help="a folder with one folder of photos per person")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_evaluate_likeness)
     p = sub.add_parser("preprocess", help="detect face, landmarks, head mask, crop and camera of a photo")
     p.add_argument("image")
     p.add_argument("--fov", type=float, default=None)

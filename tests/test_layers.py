@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_PRODUCT = ("glvd_core.evaluate", "glvd_core.baselines", "glvd_core.train", "glvd_core.data", "glvd_core.bench",
-               "glvd_core.demo", "research")
+               "glvd_core.demo", "glvd_core.likeness", "research")
 
 
 def test_reconstructing_a_photo_loads_no_evaluation_training_data_or_bench_module():
