@@ -364,6 +364,17 @@ def test_batch_keeps_every_result_when_stems_collide_and_reads_gifs(tmp_path, sy
     assert {p.name for p in out.glob("*.obj")} == {"anim.obj", "face_jpg.obj", "face_png.obj"}
 
 
+def test_batch_takes_the_photos_the_product_reads():
+    """batch.py writes out the product's photo extensions (it collects inputs before choosing
+    which glvd_core to import); the two lists must not drift apart."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from batch import IMAGE_EXT
+
+    from glvd_core.preprocess.photo import PHOTO_EXTENSIONS
+
+    assert IMAGE_EXT == PHOTO_EXTENSIONS
+
+
 def test_batch_reads_a_list_of_inputs(tmp_path, synthetic_photo, tiny_model):
     """--input LIST.txt: one photo a line (relative to the list, or absolute; blanks and # lines
     skipped) for more photos than a command line holds; each is reconstructed as if named."""

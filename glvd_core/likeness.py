@@ -32,14 +32,12 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .geometry.similarity import umeyama
+from .preprocess.photo import PHOTO_EXTENSIONS
 from .template import Template
 
 if TYPE_CHECKING:
     from .fitting.dense_points import DensePoints
     from .reconstruct import Reconstructor
-
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-
 
 def aligned_rms_mm(a_m: np.ndarray, b_m: np.ndarray, region: np.ndarray) -> float:
     """RMS distance in mm between corresponding (V, 3) metre shapes over ``region`` (V,) bool,
@@ -50,12 +48,13 @@ def aligned_rms_mm(a_m: np.ndarray, b_m: np.ndarray, region: np.ndarray) -> floa
 
 
 def distance_matrix_mm(shapes_m: list, region: np.ndarray) -> np.ndarray:
-    """(N, N) aligned RMS in mm between every two shapes (symmetrised; 0 on the diagonal)."""
+    """(N, N) aligned RMS in mm between every two shapes (0 on the diagonal). A rigid fit's
+    residual is the same both ways (the inverse motion brings ``b`` onto ``a``), so each pair is
+    aligned once."""
     n = len(shapes_m)
     d = np.zeros((n, n))
     for i, j in itertools.combinations(range(n), 2):
-        d[i, j] = d[j, i] = 0.5 * (aligned_rms_mm(shapes_m[i], shapes_m[j], region)
-                                   + aligned_rms_mm(shapes_m[j], shapes_m[i], region))
+        d[i, j] = d[j, i] = aligned_rms_mm(shapes_m[i], shapes_m[j], region)
     return d
 
 
@@ -94,20 +93,10 @@ def verification(distances_mm: np.ndarray, people: list) -> dict:
 
 def posed_rms_px(points_m: np.ndarray, landmarks_px: np.ndarray, K: np.ndarray) -> float:
     """RMS reprojection error (pixels) of (P, 3) points posed by their best rigid fit (PnP with
-    intrinsics ``K``) onto (P, 2) detected points."""
-    import cv2
+    intrinsics ``K``) onto (P, >=2) detected points."""
+    from .preprocess.framing import rigid_pnp
 
-    obj = np.ascontiguousarray(points_m, np.float64)
-    img = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:, :2])
-    K = np.asarray(K, np.float64)
-    ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_EPNP)
-    if ok:
-        ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, rvec, tvec, useExtrinsicGuess=True,
-                                      flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
-        raise ValueError("no pose fits these points")
-    proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
-    return float(np.sqrt(((proj[:, 0] - img) ** 2).sum(1).mean()))
+    return rigid_pnp(points_m, np.asarray(landmarks_px, np.float64)[:, :2], K).rms_px
 
 
 def people_photos(root: str | Path) -> dict:
@@ -115,7 +104,7 @@ def people_photos(root: str | Path) -> dict:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    people = {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXT)
+    people = {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in PHOTO_EXTENSIONS)
               for d in sorted(root.iterdir()) if d.is_dir()}
     people = {k: v for k, v in people.items() if v}
     if len(people) < 2:

@@ -43,6 +43,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blender_args import script_args, use_checkout  # noqa: E402
 
+# glvd_core.preprocess.photo.PHOTO_EXTENSIONS, written out: the inputs are collected before the
+# worker chooses which glvd_core to import (the installed extension's or this checkout's)
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}  # what load_photo reads
 
 

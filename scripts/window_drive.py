@@ -56,7 +56,8 @@ def screen_of(window, area, region, rx, ry):
 
 
 def screenshot(name, window=None, area=None):
-    """The display as a PNG, cropped to ``area`` when given (the sidebar, the 3D view)."""
+    """The display as a PNG, cropped to ``area`` when given (an area or region of ``window``:
+    the sidebar, the 3D view)."""
     full = OUT / f"_{name}_full.png"
     sh("import", "-window", "root", str(full))
     target = OUT / f"{name}.png"
@@ -64,8 +65,8 @@ def screenshot(name, window=None, area=None):
         full.rename(target)
     else:
         _, wx, wy = blender_window_xy()
-        x, y = wx + area[0], wy + window.height - (area[1] + area[3])
-        sh("convert", str(full), "-crop", f"{area[2]}x{area[3]}+{x}+{y}", "+repage", str(target))
+        x, y = wx + area.x, wy + window.height - (area.y + area.height)
+        sh("convert", str(full), "-crop", f"{area.width}x{area.height}+{x}+{y}", "+repage", str(target))
         full.unlink()
     return target.name
 
@@ -116,21 +117,19 @@ def wait_job(started, timeout=120):
 
 
 def face_vertices_world(face):
-    dg = bpy.context.evaluated_depsgraph_get()
-    mesh = face.evaluated_get(dg).data
-    co = np.empty(len(mesh.vertices) * 3)
-    mesh.vertices.foreach_get("co", co)
+    """(V, 3) world positions of the face as shown now (the extension's own evaluation)."""
+    from bl_ext.user_default.glvd.scene_writer import evaluated_coordinates
+
     mw = np.array(face.matrix_world, np.float64)
-    return co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+    return evaluated_coordinates(face).astype(np.float64) @ mw[:3, :3].T + mw[:3, 3]
 
 
 def region_xy(region, rv3d, V):
-    """(N, 2) region pixels of world points, and which are in front of the view."""
-    P = np.array(rv3d.perspective_matrix)
-    clip = np.c_[V, np.ones(len(V))] @ P.T
-    front = clip[:, 3] > 1e-9
-    ndc = clip[:, :2] / np.where(front, clip[:, 3], 1.0)[:, None]
-    return np.stack([(ndc[:, 0] + 1) / 2 * region.width, (ndc[:, 1] + 1) / 2 * region.height], 1), front
+    """(N, 2) region pixels of world points, and which are in front of the view (Drag Pin's own
+    projection)."""
+    from bl_ext.user_default.glvd.pin_drag import region_coords
+
+    return region_coords(V, np.array(rv3d.perspective_matrix), (region.width, region.height))
 
 
 def step_panel():
@@ -151,7 +150,7 @@ def step_panel():
     check(sidebar.active_panel_category == "GLVD", "the GLVD tab did not open")
     rec = dict(category=sidebar.active_panel_category, photos=[p.filepath for p in bpy.context.scene.glvd.photos],
                sidebar_px=[sidebar.width, sidebar.height])
-    rec["screenshot"] = screenshot("panel_before", win, (sidebar.x, sidebar.y, sidebar.width, sidebar.height))
+    rec["screenshot"] = screenshot("panel_before", win, sidebar)
     return rec
 
 
@@ -171,7 +170,7 @@ def step_reconstruct():
     with override():
         rec["second_press_refused"] = not bpy.ops.glvd.reconstruct.poll()
     check(rec["second_press_refused"], "a second press was accepted while the job ran")
-    rec["screenshots"] = [screenshot("progress", win, (sidebar.x, sidebar.y, sidebar.width, sidebar.height))]
+    rec["screenshots"] = [screenshot("progress", win, sidebar)]
     ticks, longest = yield from wait_job(t0)
     rec["status"] = bpy.context.scene.glvd.status
     check(rec["status"].startswith("Done"), f"status: {rec['status']}")
@@ -180,7 +179,7 @@ def step_reconstruct():
     check("GLVD Face" in rec["created"] and "GLVD Camera 0" in rec["created"], f"created: {rec['created']}")
     redraw()
     yield 0.5
-    rec["screenshots"].append(screenshot("panel_after", win, (sidebar.x, sidebar.y, sidebar.width, sidebar.height)))
+    rec["screenshots"].append(screenshot("panel_after", win, sidebar))
     return rec
 
 
@@ -223,7 +222,7 @@ def step_camera_view():
         bg.frame_method = method
         redraw()
         yield 0.8
-        shot = read_png(OUT / screenshot(f"_align_{method}", win, (area.x, area.y, area.width, area.height)))
+        shot = read_png(OUT / screenshot(f"_align_{method}", win, area))
         xy, front = region_xy(region, rv3d, V)
         sx = (region.x - area.x + xy[:, 0]).astype(int)
         sy = (area.height - (region.y - area.y + xy[:, 1])).astype(int)
@@ -303,7 +302,7 @@ def step_drag_pin():
         yield 0.05
     redraw()
     yield 0.5
-    rec = dict(invoke=sorted(res), screenshot=screenshot("drag_pin", win, (area.x, area.y, area.width, area.height)))
+    rec = dict(invoke=sorted(res), screenshot=screenshot("drag_pin", win, area))
     t0 = time.time()
     sh("xdotool", "mouseup", "1")
     yield 0.3
@@ -336,7 +335,7 @@ def step_photo_sized_view():
     look_through(cam)
     redraw()
     yield 1.0
-    return dict(screenshot=screenshot("viewport_camera", win, (area.x, area.y, area.width, area.height)))
+    return dict(screenshot=screenshot("viewport_camera", win, area))
 
 
 STEPS = [("panel", step_panel), ("reconstruct", step_reconstruct), ("camera_view", step_camera_view),

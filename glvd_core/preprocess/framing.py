@@ -38,21 +38,28 @@ def model_landmarks(template: Template) -> np.ndarray:
     return v[template.landmarks68] - v.mean(0)
 
 
-def solve_pnp(landmarks68: np.ndarray, camera: Camera, template: Template) -> HeadPose:
-    obj = model_landmarks(template)[PNP_LANDMARKS]
-    img = np.asarray(landmarks68, np.float64)[PNP_LANDMARKS]
-    ok, rvec, tvec = cv2.solvePnP(obj, img, camera.K, None, flags=cv2.SOLVEPNP_EPNP)
+def rigid_pnp(points_m: np.ndarray, image_px: np.ndarray, K: np.ndarray) -> HeadPose:
+    """The rigid pose that best projects (P, 3) points onto (P, 2) pixels with intrinsics ``K``
+    (EPnP, then refined), and its reprojection RMS; ValueError when none is found."""
+    obj = np.ascontiguousarray(points_m, np.float64)
+    img = np.ascontiguousarray(image_px, np.float64)
+    K = np.asarray(K, np.float64)
+    ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_EPNP)
     if not ok:
         raise ValueError("head pose could not be estimated from the landmarks")
-    ok, rvec, tvec = cv2.solvePnP(obj, img, camera.K, None, rvec, tvec, useExtrinsicGuess=True,
+    ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, rvec, tvec, useExtrinsicGuess=True,
                                   flags=cv2.SOLVEPNP_ITERATIVE)
     R, _ = cv2.Rodrigues(rvec)
-    t = tvec.ravel()
-    if t[2] <= 0:  # mirrored solution behind the camera
+    proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
+    return HeadPose(R, tvec.ravel(), float(np.sqrt(((proj[:, 0] - img) ** 2).sum(1).mean())))
+
+
+def solve_pnp(landmarks68: np.ndarray, camera: Camera, template: Template) -> HeadPose:
+    pose = rigid_pnp(model_landmarks(template)[PNP_LANDMARKS], np.asarray(landmarks68, np.float64)[PNP_LANDMARKS],
+                     camera.K)
+    if pose.t[2] <= 0:  # mirrored solution behind the camera
         raise ValueError("head pose estimate is behind the camera")
-    proj, _ = cv2.projectPoints(obj, rvec, tvec, camera.K, None)
-    rms = float(np.sqrt(((proj[:, 0] - img) ** 2).sum(1).mean()))
-    return HeadPose(R, t, rms)
+    return pose
 
 
 def head_crop(camera: Camera, pose: HeadPose, head_extent_m: float, nominal_fill: float) -> tuple[float, float, float]:

@@ -14,6 +14,7 @@ from ..io import InputError
 
 MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): larger photos are refused
 MAX_SIDE = 2048          # photos are downscaled to at most this many pixels on the longer side
+PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})  # what load_photo reads
 FULL_FRAME_DIAGONAL_MM = 43.2666
 
 
